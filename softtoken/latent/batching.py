@@ -1,0 +1,88 @@
+"""Token-level templates (teacher CoT text, student latent text) and START-aligned collation.
+
+Teacher: BOS "Question: q" | steps | " The answer is" ":" " " answer EOS
+Student: BOS "Question: q" | <START> <|CONTINUE|>xn <|STOP|> | " The answer is" ":" " " answer EOS
+Every row is split at the alignment column (the first token after the question): the prefix is
+left-padded and the rest right-padded, so all <START> tokens share one column and a batch with up
+to k latent steps costs k + 2 backbone calls instead of k + (spread of suffix lengths).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from softtoken.latent.tokens import ANSWER_PIECES, TokenIds, encode, prompt_ids
+
+IGNORE = -100
+
+
+@dataclass
+class Example:
+    ids: list[int]
+    labels: list[int]
+    reasoning: list[bool]  # CoT step tokens (teacher) or CONTINUE positions (student)
+    target: int  # KD target position
+    split: int  # alignment column
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor  # (B, T)
+    mask: torch.Tensor  # (B, T)
+    labels: torch.Tensor  # (B, T)
+    reasoning: torch.Tensor  # (B, T) bool
+    target: torch.Tensor  # (B,) KD target positions
+
+
+def _suffix(tokenizer: Any, answer: str, eos: int) -> tuple[list[int], int, int]:
+    """Answer suffix ids and the offsets of ':' and of the token right before the digits."""
+    pieces = [encode(tokenizer, piece) for piece in ANSWER_PIECES]
+    colon = len(pieces[0])
+    before_digits = colon + len(pieces[1])
+    return [i for p in pieces for i in p] + encode(tokenizer, answer) + [eos], colon, before_digits
+
+
+def _assemble(prefix: list[int], middle: list[int], middle_labels: list[int], suffix: tuple[list[int], int, int],
+              shift: bool) -> Example:
+    ids_suffix, colon, before_digits = suffix
+    ids = prefix + middle + ids_suffix
+    labels = [IGNORE] * len(prefix) + middle_labels + ids_suffix
+    reasoning = [False] * len(prefix) + [True] * len(middle) + [False] * len(ids_suffix)
+    target = len(prefix) + len(middle) + (before_digits if shift else colon)
+    return Example(ids, labels, reasoning, target, len(prefix))
+
+
+def teacher_example(tokenizer: Any, ids: TokenIds, row: dict, join: str, shift: bool) -> Example:
+    steps = encode(tokenizer, join.join(row["steps"])) if row["steps"] else []
+    suffix = _suffix(tokenizer, str(row["answer"]), ids.eos)
+    return _assemble(prompt_ids(tokenizer, ids, row["question"]), steps, steps, suffix, shift)
+
+
+def student_example(tokenizer: Any, ids: TokenIds, row: dict, shift: bool, mask_latent_labels: bool) -> Example:
+    n = row["num_latent"]
+    block = [ids.start] + [ids.cont] * n + [ids.stop]
+    labels = [IGNORE] * len(block) if mask_latent_labels else block
+    example = _assemble(prompt_ids(tokenizer, ids, row["question"]), block, labels,
+                        _suffix(tokenizer, str(row["answer"]), ids.eos), shift)
+    example.reasoning = [token == ids.cont for token in example.ids]
+    return example
+
+
+def collate(examples: list[Example], pad: int) -> Batch:
+    """Left-pad up to the alignment column, right-pad after it."""
+    left = max(e.split for e in examples)
+    right = max(len(e.ids) - e.split for e in examples)
+
+    def padded(values: list, e: Example, fill) -> list:
+        return [fill] * (left - e.split) + values + [fill] * (right - (len(e.ids) - e.split))
+
+    return Batch(
+        ids=torch.tensor([padded(e.ids, e, pad) for e in examples]),
+        mask=torch.tensor([padded([1] * len(e.ids), e, 0) for e in examples]),
+        labels=torch.tensor([padded(e.labels, e, IGNORE) for e in examples]),
+        reasoning=torch.tensor([padded(e.reasoning, e, False) for e in examples]),
+        target=torch.tensor([e.target + left - e.split for e in examples]),
+    )

@@ -1,0 +1,197 @@
+"""GSM8K-Aug rows ({question, steps, answer}): loading, a seeded synthetic stand-in, and the SFT/RL pipeline.
+
+The synthetic generator writes the same schema as `whyNLP/gsm8k-aug`: a word problem whose answer
+needs S calculator steps `<<a op b=c>>`; more steps means a harder problem, so adaptive-length
+behaviour has a signal to find.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+HUB_NAMES = {"gsm8k-aug": "whyNLP/gsm8k-aug", "gsm8k-aug-nl": "whyNLP/gsm8k-aug-nl"}
+STEP_JOIN = {"gsm8k-aug": "", "gsm8k-aug-nl": " "}
+SHUFFLE_SEED = 42  # one seeded shuffle, so the SFT head slice and the RL tail slice are disjoint
+_NUMBER = re.compile(r"-?(\d+(\.\d*)?|\.\d+)")
+
+Row = dict[str, Any]
+
+
+def find_number(text: str) -> float | None:
+    """First number in the text, commas removed (the reference's answer extraction)."""
+    match = _NUMBER.search(text.replace(",", ""))
+    return float(match.group(0)) if match else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Synthetic generator
+
+NAMES = ("Tom", "Ann", "Sam", "Mia", "Ben", "Eva")
+ITEMS = ("apples", "pens", "coins", "cards", "books")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticConfig:
+    """Seeded word problems in the GSM8K-Aug schema; difficulty grows with the step count S."""
+
+    num_examples: int = 1000  # >= 1
+    min_steps: int = 1  # >= 1
+    max_steps: int = 4  # >= min_steps; S is uniform on [min_steps, max_steps]
+    max_operand: int = 20  # >= 2; operands are drawn from [1, max_operand]
+    max_value: int = 999  # every intermediate value stays in [0, max_value]
+    multi_operand_rate: float = 0.2  # in [0, 1]; share of `<<x+b-c=z>>` steps
+    natural_language: bool = False  # steps as "x+b=z" sentences (the -nl variant)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.num_examples >= 1, "num_examples", ">= 1"),
+            (self.min_steps >= 1, "min_steps", ">= 1"),
+            (self.max_steps >= self.min_steps, "max_steps", ">= min_steps"),
+            (self.max_operand >= 2, "max_operand", ">= 2"),
+            (self.max_value >= 4 * self.max_operand, "max_value", ">= 4 * max_operand"),
+            (0 <= self.multi_operand_rate <= 1, "multi_operand_rate", "in [0, 1]"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+
+
+def _draw(generator: torch.Generator, low: int, high: int) -> int:
+    return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+
+def _one_step(value: int, name: str, config: SyntheticConfig, gen: torch.Generator) -> tuple[str, str, int]:
+    """(sentence, equation, new value); the operation is redrawn until the value stays in range."""
+    while True:
+        kind = _draw(gen, 0, 2)
+        if float(torch.rand((1,), generator=gen)) < config.multi_operand_rate:
+            kind = 3
+        b, c = _draw(gen, 1, config.max_operand), _draw(gen, 1, config.max_operand)
+        if kind == 0 and value + b <= config.max_value:
+            return f" {name} gets {b} more.", f"{value}+{b}={value + b}", value + b
+        if kind == 1 and c <= value:
+            return f" {name} gives away {c}.", f"{value}-{c}={value - c}", value - c
+        factor = 2 + b % 2
+        if kind == 2 and value * factor <= config.max_value:
+            return f" {name} gets {factor} times as many.", f"{value}*{factor}={value * factor}", value * factor
+        if kind == 3 and 0 <= value + b - c <= config.max_value:
+            return f" {name} gets {b} more and gives away {c}.", f"{value}+{b}-{c}={value + b - c}", value + b - c
+
+
+def synthetic_row(config: SyntheticConfig, gen: torch.Generator) -> Row:
+    name, item = NAMES[_draw(gen, 0, len(NAMES) - 1)], ITEMS[_draw(gen, 0, len(ITEMS) - 1)]
+    value = _draw(gen, 1, config.max_operand)
+    question, steps = f"{name} has {value} {item}.", []
+    for _ in range(_draw(gen, config.min_steps, config.max_steps)):
+        sentence, equation, value = _one_step(value, name, config, gen)
+        question += sentence
+        steps.append(f"{name} has {equation} {item}." if config.natural_language else f"<<{equation}>>")
+    return {"question": f"{question} How many {item} does {name} have?", "steps": steps, "answer": str(value)}
+
+
+def generate_synthetic(config: SyntheticConfig) -> list[Row]:
+    gen = torch.Generator().manual_seed(config.seed)
+    return [synthetic_row(config, gen) for _ in range(config.num_examples)]
+
+
+def write_jsonl(rows: list[Row], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_rows(data: str | None, data_name: str, split: str) -> list[Row]:
+    """Rows from a local `<dir>/<split>.jsonl|.json`, a single file, or the hub (needs `datasets`)."""
+    if data is None:
+        return _load_hub(data_name, split)
+    path = Path(data)
+    if path.is_dir():
+        candidates = [path / f"{split}.jsonl", path / f"{split}.json"]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise ValueError(f"data directory {data!r} has no {split}.jsonl or {split}.json")
+        path = found[0]
+    if not path.is_file():
+        raise ValueError(f"data path not found: {data!r}")
+    text = path.read_text()
+    rows = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
+    for row in rows[:1]:
+        if not {"question", "steps", "answer"} <= set(row):
+            raise ValueError(f"rows in {str(path)!r} need question, steps and answer; got keys {sorted(row)}")
+    return rows
+
+
+def _load_hub(data_name: str, split: str) -> list[Row]:
+    try:
+        import datasets
+    except ImportError as err:
+        raise ValueError("loading from the hub needs `pip install datasets`; or pass --data DIR") from err
+    return [dict(row) for row in datasets.load_dataset(HUB_NAMES[data_name], split=split)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Pipeline (order as in the reference: slice, filter, drop last step, latent count)
+
+
+def seeded_slice(rows: list[Row], proportion: float, *, tail: bool) -> list[Row]:
+    """Head (SFT) or tail (RL) fraction of one seed-42 shuffle."""
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(SHUFFLE_SEED)).tolist()
+    cut = int(round(len(rows) * (1 - proportion if tail else proportion)))
+    keep = order[cut:] if tail else order[:cut]
+    return [rows[i] for i in keep]
+
+
+def valid_answer(row: Row, *, allow_negative: bool) -> bool:
+    answer = str(row["answer"]).replace(",", "")
+    try:
+        value = float(answer)
+    except ValueError:
+        return False
+    return math.isfinite(value) and (allow_negative or value >= 0)
+
+
+def latent_count(num_steps: int, factor: int, bias: int, low: int, high: int) -> int:
+    """n = clamp(S * factor + bias, low, high), S the original step count."""
+    return max(low, min(high, num_steps * factor + bias))
+
+
+def prepare_sft_rows(rows: list[Row], config: Any) -> list[Row]:
+    """Apply an SftConfig's data options; each row gains `num_latent` (0 for non-latent runs)."""
+    rows = seeded_slice(rows, config.slice_proportion, tail=False)
+    rows = [r for r in rows if valid_answer(r, allow_negative=not config.remove_negative_answers)]
+    prepared = []
+    for row in rows:
+        steps = list(row["steps"])
+        original = len(steps)
+        if config.remove_last_reasoning_step:
+            steps = steps[:-1]
+        if config.no_cot:
+            steps = []
+        num_latent = 0
+        if config.is_latent:
+            num_latent = latent_count(original, config.latent_factor, config.latent_bias,
+                                      config.latent_min, config.latent_max)
+        prepared.append({**row, "steps": steps, "num_steps": original, "num_latent": num_latent})
+    return prepared
+
+
+def prepare_rl_rows(rows: list[Row], config: Any) -> list[Row]:
+    rows = seeded_slice(rows, config.slice_proportion, tail=True)
+    return [r for r in rows if valid_answer(r, allow_negative=True)]

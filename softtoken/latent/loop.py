@@ -1,0 +1,138 @@
+"""The guarded optimisation loop shared by SFT and GRPO: lr schedule, clipping, checkpoints, resume,
+and automatic rollback when the loss diverges.
+
+Divergence = a non-finite loss or gradient norm, or a loss above `spike_factor` x its running mean
+(after a short history). The loop then reloads the last good checkpoint, marks the offending step to
+be skipped (its batch is a pure function of the step, so replaying it would diverge again), halves
+the learning rate, and continues. The reference left this to a human.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from softtoken.latent.checkpoint import checkpoint_dirs, load_checkpoint, prune_checkpoints, save_checkpoint, step_dir
+
+logger = logging.getLogger(__name__)
+
+_HISTORY = 10  # good steps before spike detection starts
+_EMA = 0.9
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    rollbacks: int = 0
+    lr_scale: float = 1.0
+    skipped: list[int] = field(default_factory=list)
+    loss_ema: float | None = None
+    good_steps: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoopConfig:
+    steps: int  # >= 1
+    lr: float  # > 0
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"  # constant | cosine
+    max_grad_norm: float = 1.0
+    spike_factor: float | None = 5.0  # None = only non-finite values count as divergence
+    max_rollbacks: int = 5
+    save_every: int = 100
+    keep: int | None = None  # checkpoints kept; None = all
+
+
+def lr_factor(step: int, config: LoopConfig) -> float:
+    """Linear warmup, then constant or cosine decay to 0 at `steps`."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return 1.0
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class GuardedLoop:
+    """`step_fn(step)` runs forward + backward for one optimiser step and returns (loss, metrics)."""
+
+    def __init__(self, run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 config: LoopConfig) -> None:
+        self.root, self.model, self.optimizer, self.config = Path(run_dir) / "checkpoints", model, optimizer, config
+        self.state = LoopState()
+        self.metrics_path = Path(run_dir) / "metrics.jsonl"
+
+    def start(self) -> None:
+        """Resume from the newest checkpoint, or save step 0 so a rollback always has a target."""
+        existing = checkpoint_dirs(self.root)
+        if existing:
+            self.state = LoopState(**load_checkpoint(existing[-1], self.model, self.optimizer))
+            logger.info("resumed from %s", existing[-1])
+        else:
+            self.save()
+
+    def save(self) -> None:
+        save_checkpoint(step_dir(self.root, self.state.step), self.model, self.optimizer, asdict(self.state))
+        prune_checkpoints(self.root, self.config.keep)
+
+    def log(self, record: dict) -> None:
+        with self.metrics_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _divergence(self, loss: float, grad_norm: float) -> str | None:
+        if not math.isfinite(loss) or not math.isfinite(grad_norm):
+            return f"non-finite loss {loss} or grad norm {grad_norm}"
+        ema = self.state.loss_ema
+        factor = self.config.spike_factor
+        if factor is not None and self.state.good_steps >= _HISTORY and ema is not None and loss > factor * abs(ema):
+            return f"loss spike {loss:.4g} > {self.config.spike_factor} x running mean {ema:.4g}"
+        return None
+
+    def rollback(self, step: int, reason: str) -> None:
+        memory = self.state
+        if memory.rollbacks >= self.config.max_rollbacks:
+            raise RuntimeError(f"training diverged at step {step} ({reason}) after {memory.rollbacks} rollbacks")
+        self.optimizer.zero_grad(set_to_none=True)
+        target = checkpoint_dirs(self.root)[-1]
+        self.state = LoopState(**load_checkpoint(target, self.model, self.optimizer))
+        self.state.rollbacks = memory.rollbacks + 1
+        self.state.lr_scale = memory.lr_scale * 0.5
+        self.state.skipped = sorted(set(memory.skipped) | {step})
+        logger.warning("step %d: %s; rolled back to %s, skipping step %d, lr scale %.3g",
+                       step, reason, target.name, step, self.state.lr_scale)
+        self.log({"step": step, "rollback": reason, "to": target.name})
+
+    def run(self, step_fn: Callable[[int], tuple[float, dict]], after_step: Callable[[int], dict] | None = None) -> None:
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        while self.state.step < self.config.steps:
+            step = self.state.step
+            if step in self.state.skipped:
+                self.state.step += 1
+                continue
+            lr = self.config.lr * lr_factor(step, self.config) * self.state.lr_scale
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            loss, metrics = step_fn(step)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+            reason = self._divergence(loss, grad_norm)
+            if reason:
+                self.rollback(step, reason)
+                continue
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            ema = self.state.loss_ema
+            self.state.loss_ema = loss if ema is None else _EMA * ema + (1 - _EMA) * loss
+            self.state.good_steps += 1
+            self.state.step += 1
+            record = {"step": self.state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, **metrics}
+            if after_step is not None:
+                record.update(after_step(self.state.step))
+            self.log(record)
+            if self.state.step % self.config.save_every == 0 or self.state.step == self.config.steps:
+                self.save()

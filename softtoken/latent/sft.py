@@ -1,0 +1,135 @@
+"""SFT: CoT / No-CoT teacher CE, or CODI-style latent self-distillation (teacher CE + student CE +
+w_codi * CODI + w_mean * mean-reasoning), in the guarded loop.
+
+Per micro-batch the same network runs the teacher (CoT text) and the student (latent text); the
+teacher is trained by its CE and only its hidden states are detached as the KD target.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from softtoken.latent.batching import Batch, Example, collate, student_example, teacher_example
+from softtoken.latent.checkpoint import export_model
+from softtoken.latent.data import STEP_JOIN
+from softtoken.latent.evaluate import evaluate
+from softtoken.latent.loop import GuardedLoop, LoopConfig
+from softtoken.latent.losses import at_positions, distill, masked_mean, select_blocks, shifted_ce
+from softtoken.latent.lora import make_optimizer
+from softtoken.latent.model import LatentLM
+from softtoken.latent.options import EvalConfig, SftConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Pair:
+    teacher: Example
+    student: Example | None
+
+
+def build_pairs(rows: list[dict], tokenizer: Any, model: LatentLM, config: SftConfig) -> list[Pair]:
+    """Encode rows (already through `prepare_sft_rows`); rows longer than max_training_tokens are dropped."""
+    shift, join = config.shift_target_token_one, STEP_JOIN[config.data_name]
+    pairs = []
+    for row in rows:
+        teacher = teacher_example(tokenizer, model.ids, row, join, shift)
+        student = student_example(tokenizer, model.ids, row, shift, config.mask_latent_reasoning_labels) \
+            if config.is_latent else None
+        longest = max(len(teacher.ids), len(student.ids) if student else 0)
+        if longest <= config.max_training_tokens:
+            pairs.append(Pair(teacher, student))
+    if len(pairs) < len(rows):
+        logger.warning("dropped %d rows longer than %d tokens", len(rows) - len(pairs), config.max_training_tokens)
+    if not pairs:
+        raise ValueError("no training rows left after encoding; check the data and max_training_tokens")
+    return pairs
+
+
+def batch_indices(n: int, batch: int, seed: int, step: int) -> list[int]:
+    """Rows of optimiser step `step`: consecutive slices of per-epoch seeded permutations (resumable)."""
+    out, perms = [], {}
+    for i in range(step * batch, (step + 1) * batch):
+        epoch, offset = divmod(i, n)
+        if epoch not in perms:
+            perms[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+        out.append(perms[epoch][offset])
+    return out
+
+
+def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: SftConfig) -> tuple[torch.Tensor, dict]:
+    """L = L_teacher + L_student + w_codi * L_codi + w_mean * L_mean (section 2.1 of the spec)."""
+    kd = student is not None and (config.codi_weight > 0 or config.mean_reasoning_weight > 0)
+    t_out = model(teacher.ids, teacher.mask, output_hidden_states=kd)
+    loss = teacher_ce = shifted_ce(t_out.logits, teacher.labels)
+    metrics = {"loss/teacher_ce": float(teacher_ce)}
+    if student is None:
+        return loss, metrics
+    s_out = model(student.ids, student.mask, output_hidden_states=kd)
+    student_ce = shifted_ce(s_out.logits, student.labels)
+    loss = loss + student_ce
+    metrics["loss/student_ce"] = float(student_ce)
+    if config.codi_weight > 0:
+        t_blocks, s_blocks = select_blocks(t_out.layers, config.block_range), select_blocks(s_out.layers, config.block_range)
+        codi = distill(at_positions(s_blocks, student.target), at_positions(t_blocks, teacher.target),
+                       config.loss_calc, config.loss_norm)
+        loss = loss + config.codi_weight * codi
+        metrics["loss/codi"] = float(codi)
+    if config.mean_reasoning_weight > 0:
+        t_blocks, s_blocks = select_blocks(t_out.layers, config.block_range), select_blocks(s_out.layers, config.block_range)
+        has = teacher.reasoning.any(-1)[:, None, None]  # rows without CoT tokens are zeroed on both sides
+        mean = distill(masked_mean(s_blocks, student.reasoning) * has, masked_mean(t_blocks, teacher.reasoning) * has,
+                       config.loss_calc, config.loss_norm)
+        loss = loss + config.mean_reasoning_weight * mean
+        metrics["loss/mean_reasoning"] = float(mean)
+    return loss, metrics
+
+
+def train_sft(model: LatentLM, tokenizer: Any, rows: list[dict], val_rows: list[dict], config: SftConfig,
+              eval_config: EvalConfig, run_dir: Path) -> dict:
+    """Train in place, resuming from run_dir if it holds checkpoints; returns the final summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pairs = build_pairs(rows, tokenizer, model, config)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay, config.no_decay_some_params)
+    loop = GuardedLoop(run_dir, model, optimizer, LoopConfig(
+        steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, lr_schedule=config.lr_schedule,
+        max_grad_norm=config.max_grad_norm, spike_factor=config.spike_factor, max_rollbacks=config.max_rollbacks,
+        save_every=config.save_checkpoint_period))
+    loop.start()
+    best = {"accuracy": -1.0}
+
+    def step_fn(step: int) -> tuple[float, dict]:
+        model.train()
+        chosen = [pairs[i] for i in batch_indices(len(pairs), config.batch_size, config.seed, step)]
+        total, metrics = 0.0, {}
+        for start in range(0, len(chosen), config.micro_batch):
+            part = chosen[start : start + config.micro_batch]
+            teacher = collate([p.teacher for p in part], model.ids.pad)
+            student = collate([p.student for p in part], model.ids.pad) if config.is_latent else None
+            loss, metrics = sft_loss(model, teacher, student, config)
+            (loss * len(part) / len(chosen)).backward()
+            total += float(loss) * len(part) / len(chosen)
+        return total, metrics
+
+    def after_step(step: int) -> dict:
+        if step % config.val_period:
+            return {}
+        result = evaluate(model, tokenizer, val_rows, eval_config)
+        if result.accuracy > best["accuracy"]:
+            best["accuracy"] = result.accuracy
+            export_model(run_dir / "best_val", model, tokenizer)
+        logger.info("step %d: val accuracy %.3f, mean length %.2f", step, result.accuracy, result.length_mean)
+        return result.summary()
+
+    loop.run(step_fn, after_step)
+    export_model(run_dir / "final", model, tokenizer)
+    final = evaluate(model, tokenizer, val_rows, eval_config)
+    summary = {"steps": loop.state.step, "rollbacks": loop.state.rollbacks, **final.summary()}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

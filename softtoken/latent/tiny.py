@@ -1,0 +1,43 @@
+"""A tiny random Llama and word tokenizer over the synthetic corpus: the offline CPU setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from softtoken.latent.data import SyntheticConfig, generate_synthetic
+from softtoken.latent.tokens import add_latent_tokens, build_word_tokenizer
+
+
+def synthetic_tokenizer() -> Any:
+    """Word tokenizer covering every word the synthetic generator (both variants) can emit."""
+    rows = generate_synthetic(SyntheticConfig(num_examples=400, seed=12345))
+    rows += generate_synthetic(SyntheticConfig(num_examples=400, seed=54321, natural_language=True))
+    return build_word_tokenizer([r["question"] + " " + " ".join(r["steps"]) for r in rows])
+
+
+def tiny_llama(vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2,
+               seed: int = 0) -> Any:
+    """Random LlamaForCausalLM with tied embeddings (as Llama-3.2-1B) and GQA."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                         max_position_embeddings=512, tie_word_embeddings=True)
+    # HF initialises from the global generator; fork it so callers' random state is untouched.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def save_tiny_model(out: str | Path, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    """Write a loadable model directory (safetensors + tokenizer with the latent tokens)."""
+    tokenizer = synthetic_tokenizer()
+    model = tiny_llama(len(tokenizer), hidden=hidden, layers=layers, seed=seed)
+    add_latent_tokens(tokenizer)
+    out = Path(out)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

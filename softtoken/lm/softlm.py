@@ -1,0 +1,109 @@
+"""SoftLM: a frozen causal LM driven by distributions over tokens instead of token ids.
+
+Shapes: B batch/trajectories, L prompt, T target, V prompt vocabulary (allowed ids only),
+V_out the model's output vocabulary, D hidden size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from softtoken.lm.vocab import prompt_vocabulary
+
+# feed(logits (B, V_out), step, hidden (B, D) | None) -> next input embeddings (B, 1, D)
+Feedback = Callable[[torch.Tensor, int, torch.Tensor | None], torch.Tensor]
+
+
+class SoftLM:
+    """Wrap a frozen HF causal LM: soft-prompt embedding, teacher-forced and free-running target logits."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, allowed_ids: torch.Tensor | None = None) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.embedding = model.get_input_embeddings().weight  # (V_emb, D)
+        self.device, self.dtype = self.embedding.device, self.embedding.dtype
+        if allowed_ids is None:
+            allowed_ids = prompt_vocabulary(tokenizer, self.embedding.shape[0])
+        self.allowed_ids = allowed_ids.to(self.device)  # (V,)
+        # float32 copy of the allowed rows: soft mixtures over ~50k rows lose precision in bf16.
+        self.prompt_matrix = self.embedding.detach()[self.allowed_ids].float()  # (V, D)
+
+    @property
+    def prompt_vocab_size(self) -> int:
+        return int(self.allowed_ids.numel())
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.embedding.shape[1])
+
+    @property
+    def output_vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    # ----------------------------------------------------------------- embeddings
+    def embed_probs(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs (B, L, V) over the prompt vocabulary -> embeddings (B, L, D) in the model dtype."""
+        return (probs.float() @ self.prompt_matrix).to(self.dtype)
+
+    def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (..., L) in the model vocabulary -> embeddings (..., L, D)."""
+        return self.embedding.detach()[ids]
+
+    def to_model_ids(self, prompt_index: torch.Tensor) -> torch.Tensor:
+        """Indices into the prompt vocabulary -> model token ids."""
+        return self.allowed_ids[prompt_index]
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    # ----------------------------------------------------------------- target logits
+    def teacher_forced_logits(self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+        """One forward pass on [prompt ; y_1..y_{T-1}] -> logits (B, T, V_out) predicting y_1..y_T.
+
+        Only the last T positions go through the LM head (`logits_to_keep`).
+        """
+        batch, steps = prompt_embeds.shape[0], int(target_ids.numel())
+        target_embeds = self.embed_ids(target_ids[:-1].to(self.device))  # (T-1, D)
+        inputs = torch.cat([prompt_embeds, target_embeds.unsqueeze(0).expand(batch, -1, -1)], dim=1)
+        out = self.model(inputs_embeds=inputs, use_cache=False, logits_to_keep=steps)
+        return out.logits.float()  # (B, T, V_out)
+
+    def rollout_logits(
+        self, prompt_embeds: torch.Tensor, steps: int, feed: Feedback | None = None, *, need_hidden: bool = False
+    ) -> torch.Tensor:
+        """Free-running rollout of `steps` positions -> logits (B, T, V_out).
+
+        `feed` turns each step's logits into the next input; None is hard greedy feedback (no gradient
+        through the fed-back tokens, gradient still reaches the prompt through the KV cache).
+        """
+        feed = feed or self.greedy_feedback
+        out = self.model(inputs_embeds=prompt_embeds, use_cache=True, logits_to_keep=1, output_hidden_states=need_hidden)
+        logits = [out.logits[:, -1]]
+        for step in range(1, steps):
+            hidden = out.hidden_states[-1][:, -1] if need_hidden else None
+            inputs = feed(logits[-1], step - 1, hidden)  # (B, 1, D)
+            out = self.model(
+                inputs_embeds=inputs, past_key_values=out.past_key_values, use_cache=True,
+                output_hidden_states=need_hidden,
+            )
+            logits.append(out.logits[:, -1])
+        return torch.stack(logits, dim=1).float()  # (B, T, V_out)
+
+    def greedy_feedback(self, logits: torch.Tensor, step: int, hidden: torch.Tensor | None) -> torch.Tensor:
+        return self.embed_ids(logits.detach().argmax(-1)).unsqueeze(1)  # (B, 1, D)
+
+    def relaxed_feedback_embeds(self, probs: torch.Tensor) -> torch.Tensor:
+        """Relaxed output distribution (B, V_out) -> fed-back embedding (B, 1, D) over the full vocabulary."""
+        weight = self.embedding.detach()[: probs.shape[-1]]
+        return (probs.to(weight.dtype) @ weight).unsqueeze(1)
+
+    @torch.no_grad()
+    def greedy_generate(self, prompt_ids: torch.Tensor, steps: int) -> torch.Tensor:
+        """Greedy continuation of discrete prompts (B, L) -> ids (B, T); never stops early at EOS."""
+        prompt_ids = prompt_ids.to(self.device)
+        return self.rollout_logits(self.embed_ids(prompt_ids), steps).argmax(-1)

@@ -1,0 +1,31 @@
+"""Named presets: a preset name maps to (method name, config factory)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields, replace
+from typing import Any
+
+from softtoken.methods.dlmi import dlmi_paper, dlmi_paper_free
+
+PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {
+    "dlmi-paper": ("dlmi", dlmi_paper),
+    "dlmi-paper-free": ("dlmi", dlmi_paper_free),
+}
+
+
+def get_preset(name: str) -> tuple[str, Any]:
+    """Return (method name, config) for a preset name."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
+    method, factory = PRESETS[name]
+    return method, factory()
+
+
+def with_options(config: Any, options: dict[str, Any]) -> Any:
+    """Override config fields by name; unknown names are an error listing the valid ones."""
+    names = {f.name for f in fields(config)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for {type(config).__name__}; valid: {sorted(names)}")
+    return replace(config, **options)

@@ -1,0 +1,16 @@
+"""Relaxations of discrete tokens: Gumbel noise, temperatures, (straight-through) Gumbel-softmax."""
+
+from softtoken.relax.gumbel import GUMBEL_KINDS, gumbel_noise
+from softtoken.relax.relaxation import HARD_METHODS, hard_index, relax, straight_through
+from softtoken.relax.temperature import HiddenStateTemperature, Temperature
+
+__all__ = [
+    "GUMBEL_KINDS",
+    "HARD_METHODS",
+    "HiddenStateTemperature",
+    "Temperature",
+    "gumbel_noise",
+    "hard_index",
+    "relax",
+    "straight_through",
+]

@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny randomly initialised Llama with an offline word-level tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+TINY_WORDS = 60
+SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
+
+
+def build_tiny_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(SPECIALS + [f"w{i}" for i in range(TINY_WORDS)])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+
+
+def build_tiny_llama(vocab_size: int, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        initializer_range=0.3, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_tokenizer):
+    # Two spare embedding rows beyond the tokenizer, as padded vocabularies have.
+    return build_tiny_llama(len(tiny_tokenizer) + 2)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_model, tiny_tokenizer):
+    from softtoken.lm.softlm import SoftLM
+
+    return SoftLM(tiny_model, tiny_tokenizer)

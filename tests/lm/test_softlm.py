@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from softtoken.lm.softlm import SoftLM
+from softtoken.lm.vocab import prompt_vocabulary, special_token_ids
+
+
+def one_hot_over_prompt_vocab(lm: SoftLM, ids: torch.Tensor) -> torch.Tensor:
+    index = torch.searchsorted(lm.allowed_ids, ids)
+    assert torch.equal(lm.allowed_ids[index], ids)
+    return torch.nn.functional.one_hot(index, lm.prompt_vocab_size).float()
+
+
+def test_prompt_vocabulary_excludes_special_tokens_and_rows_beyond_tokenizer(tiny_lm, tiny_tokenizer):
+    allowed = set(tiny_lm.allowed_ids.tolist())
+    assert not allowed & special_token_ids(tiny_tokenizer)
+    assert max(allowed) == len(tiny_tokenizer) - 1
+    assert tiny_lm.embedding.shape[0] == len(tiny_tokenizer) + 2
+
+
+def test_prompt_vocabulary_applies_bans_and_rejects_empty(tiny_tokenizer):
+    ids = prompt_vocabulary(tiny_tokenizer, 100, banned=[5, 6], allowed=[5, 6, 7, 1, 999])
+    assert ids.tolist() == [7]
+    with pytest.raises(ValueError, match="empty"):
+        prompt_vocabulary(tiny_tokenizer, 100, allowed=[1, 2])
+
+
+def test_soft_embedding_of_one_hot_equals_lookup(tiny_lm):
+    ids = torch.tensor([[7, 12, 40]])
+    soft = tiny_lm.embed_probs(one_hot_over_prompt_vocab(tiny_lm, ids))
+    torch.testing.assert_close(soft, tiny_lm.embed_ids(ids))
+
+
+def test_teacher_forced_logits_match_plain_forward_on_ids(tiny_lm, tiny_model):
+    prompt, target = torch.tensor([[9, 30, 41, 22]]), torch.tensor([15, 50, 8])
+    embeds = tiny_lm.embed_probs(one_hot_over_prompt_vocab(tiny_lm, prompt))
+    logits = tiny_lm.teacher_forced_logits(embeds, target)
+    full = tiny_model(input_ids=torch.cat([prompt, target[:-1].unsqueeze(0)], dim=1)).logits
+    assert logits.shape == (1, 3, tiny_lm.output_vocab_size)
+    torch.testing.assert_close(logits, full[:, 3:6].float(), rtol=1e-4, atol=1e-5)
+
+
+def test_free_running_rollout_equals_generate_for_hard_prompt(tiny_lm, tiny_model):
+    prompt = torch.tensor([[11, 23, 35], [5, 6, 7]])
+    ours = tiny_lm.greedy_generate(prompt, 6)
+    theirs = tiny_model.generate(prompt, max_new_tokens=6, min_new_tokens=6, do_sample=False,
+                                 attention_mask=torch.ones_like(prompt), pad_token_id=3)[:, 3:]
+    assert torch.equal(ours, theirs)
+    embeds = tiny_lm.embed_probs(one_hot_over_prompt_vocab(tiny_lm, prompt))
+    assert torch.equal(tiny_lm.rollout_logits(embeds, 6).argmax(-1), theirs)
+
+
+def test_rollout_gradient_reaches_prompt_through_kv_cache(tiny_lm):
+    probs = torch.full((1, 3, tiny_lm.prompt_vocab_size), 1.0 / tiny_lm.prompt_vocab_size, requires_grad=True)
+    logits = tiny_lm.rollout_logits(tiny_lm.embed_probs(probs), 4)
+    logits[:, -1].logsumexp(-1).sum().backward()
+    assert probs.grad is not None and probs.grad.abs().sum() > 0
+
+
+def test_relaxed_feedback_is_differentiable(tiny_lm):
+    logits = torch.randn(2, tiny_lm.output_vocab_size, requires_grad=True)
+    embeds = tiny_lm.relaxed_feedback_embeds(torch.softmax(logits, -1))
+    assert embeds.shape == (2, 1, tiny_lm.hidden_size)
+    embeds.sum().backward()
+    assert logits.grad.abs().sum() > 0

@@ -1,0 +1,119 @@
+import dataclasses
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+from softtoken.methods import DLMI, Budget, DLMIConfig, NonFiniteLossError, Problem, Result, dlmi_paper, dlmi_paper_free
+from softtoken.methods.presets import PRESETS, get_preset, with_options
+
+FAST = DLMIConfig(temperature=1.0, learning_rate=0.3, eval_every=1, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def reachable(tiny_lm):
+    """The 3-token output the tiny model produces greedily from the most 2-token prompts (found by brute force)."""
+    vocab = tiny_lm.allowed_ids
+    outputs = tiny_lm.greedy_generate(torch.cartesian_prod(vocab, vocab), 3)
+    return Counter(map(tuple, outputs.tolist())).most_common(1)[0][0]
+
+
+def test_dlmi_recovers_an_exact_discrete_prompt(tiny_lm, reachable):
+    results = [DLMI(FAST).run(Problem(lm=tiny_lm, target_ids=reachable, prompt_length=2, seed=s), Budget(steps=100))
+               for s in range(3)]
+    winners = [r for r in results if r.exact_match]
+    assert winners, [r.metrics for r in results]
+    best = winners[0]
+    assert tiny_lm.greedy_generate(torch.tensor([best.prompt_ids]), 3)[0].tolist() == list(reachable)
+    assert best.success_step is not None and best.success_step <= best.steps_run
+    assert best.output_ids == list(reachable)
+
+
+def test_dlmi_is_reproducible_for_same_seed_and_differs_across_seeds(tiny_lm, reachable):
+    def run(seed):
+        return DLMI(FAST).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=seed), Budget(steps=5))
+
+    first, again, other = run(1), run(1), run(2)
+    assert first.history["loss"] == again.history["loss"] and first.prompt_ids == again.prompt_ids
+    assert first.history["loss"] != other.history["loss"]
+
+
+@pytest.mark.parametrize("options", [
+    {"teacher_forcing": False},
+    {"teacher_forcing": False, "bptt": True, "bptt_learnable_temperature": True,
+     "bptt_decouple_learnable_temperature": True, "bptt_stgs_hard": True},
+    {"teacher_forcing": False, "bptt": True, "bptt_hidden_state_conditioning": True},
+    {"stgs_hard": True, "stgs_hard_method": "categorical", "learnable_temperature": False,
+     "decouple_learnable_temperature": False, "gumbel_kind": "standard"},
+])
+def test_dlmi_forward_modes_run_and_report_history(tiny_lm, options):
+    config = dataclasses.replace(FAST, **options)
+    result = DLMI(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0), Budget(steps=3))
+    assert result.steps_run == 3 and len(result.history["loss"]) == 3
+    assert result.forward_tokens == 3 * 4 * (3 + 3 - 1) + 3 * (3 + 3 - 1)
+    assert result.backward_tokens == 3 * 4 * (3 + 3 - 1)
+
+
+def test_learnable_temperatures_move(tiny_lm):
+    result = DLMI(dataclasses.replace(FAST, temperature_theta_init="zero")).run(
+        Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0), Budget(steps=4))
+    taus = result.history["tau"]
+    assert taus[0] == [1.0, 1.0, 1.0] and taus[-1] != taus[0] and len(taus[-1]) == 3
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"decouple_learnable_temperature": True, "learnable_temperature": False}, "decouple_learnable_temperature"),
+    ({"bptt": True}, "teacher_forcing=False"),
+    ({"bptt_stgs_hard": True}, "need bptt=True"),
+    ({"temperature": 0.0}, "temperature"),
+    ({"losses": "hinge"}, "losses"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"stgs_hard_method": "nearest"}, "stgs_hard_method"),
+])
+def test_invalid_configs_are_rejected_at_construction(options, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(DLMIConfig(), **options)
+
+
+def test_bad_problems_are_rejected(tiny_lm):
+    with pytest.raises(ValueError, match="empty"):
+        Problem(lm=tiny_lm, target_ids=(), prompt_length=3)
+    for length in (0, -2):
+        with pytest.raises(ValueError, match=str(length)):
+            Problem(lm=tiny_lm, target_ids=(5,), prompt_length=length)
+    with pytest.raises(ValueError, match="out of the model's vocabulary"):
+        Problem(lm=tiny_lm, target_ids=(10_000,), prompt_length=2)
+    with pytest.raises(ValueError, match="steps"):
+        Budget(steps=0)
+
+
+def test_non_finite_loss_stops_with_clear_error(tiny_lm):
+    config = dataclasses.replace(FAST, init_strategy="normal", init_std=float("inf"))
+    with pytest.raises(NonFiniteLossError, match="step 1"):
+        DLMI(config).run(Problem(lm=tiny_lm, target_ids=(7, 8), prompt_length=2), Budget(steps=2))
+
+
+def test_time_budget_stops_the_run(tiny_lm):
+    result = DLMI(dataclasses.replace(FAST, epochs=100_000)).run(
+        Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3), Budget(seconds=0.5))
+    assert 1 <= result.steps_run < 100_000 and result.wall_time_s < 5
+
+
+def test_presets_are_locked():
+    paper = dlmi_paper()
+    assert (paper.temperature, paper.learnable_temperature, paper.decouple_learnable_temperature) == (100.0, True, True)
+    assert (paper.stgs_hard, paper.teacher_forcing, paper.bptt) == (False, True, False)
+    assert (paper.learning_rate, paper.batch_size, paper.epochs, paper.init_strategy) == (0.1, 8, 2048, "randn")
+    assert dlmi_paper_free() == dataclasses.replace(paper, teacher_forcing=False)
+    assert get_preset("dlmi-paper") == ("dlmi", paper)
+    assert set(PRESETS) >= {"dlmi-paper", "dlmi-paper-free"}
+    with pytest.raises(ValueError, match="available"):
+        get_preset("nope")
+    with pytest.raises(ValueError, match="bogus"):
+        with_options(paper, {"bogus": 1})
+
+
+def test_result_round_trips_through_json(tiny_lm):
+    result = DLMI(FAST).run(Problem(lm=tiny_lm, target_ids=(7, 8), prompt_length=2), Budget(steps=2))
+    assert Result.from_dict(json.loads(json.dumps(result.to_dict()))) == result
