@@ -5,30 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from softtoken.lm.loading import LoadedModel, load_model
-from softtoken.lm.softlm import SoftLM
-from softtoken.methods import Budget, Problem, Result, Tracker, get_method_class, get_preset, with_options
+from softtoken.lm.loading import LoadedModel
+from softtoken.lm.softlm import SoftLM, as_softlm
+from softtoken.methods import Budget, Problem, Result, Tracker, build_method
 
-
-def as_softlm(model: str | LoadedModel | SoftLM | None, *, device: str = "cpu", dtype: str = "float32") -> SoftLM:
-    """Accept a model name/path (None = embedded default), a LoadedModel or a ready SoftLM."""
-    if isinstance(model, SoftLM):
-        return model
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
-    return SoftLM(loaded.model, loaded.tokenizer)
-
-
-def build_method(method: str | None = None, preset: str | None = None, options: dict[str, Any] | None = None):
-    """Instantiate a registered method from a preset (or the method's default config) plus overrides."""
-    if preset is not None:
-        preset_method, config = get_preset(preset)
-        if method is not None and method != preset_method:
-            raise ValueError(f"preset {preset!r} belongs to method {preset_method!r}, not {method!r}")
-        cls = get_method_class(preset_method)
-    else:
-        cls = get_method_class(method or "dlmi")
-        config = cls.config_class()
-    return cls(with_options(config, options or {}))
+__all__ = ["as_softlm", "build_method", "invert"]
 
 
 def invert(

@@ -9,11 +9,11 @@ from typing import Optional
 import typer
 import yaml
 
-from softtoken.api import as_softlm, build_method
 from softtoken.experiments.files import write_json_atomic
 from softtoken.experiments.progress import ProgressBarTracker
 from softtoken.lm.embedded import EmbeddedModelMissing
-from softtoken.methods import Budget, NonFiniteLossError, Problem, Result
+from softtoken.lm.softlm import as_softlm
+from softtoken.methods import Budget, NonFiniteLossError, Problem, Result, build_method
 
 app = typer.Typer(help="Optimise what goes into a frozen causal language model.", no_args_is_help=True,
                   pretty_exceptions_enable=False)

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def smol():
-    from softtoken.api import as_softlm
+    from softtoken.lm.softlm import as_softlm
 
     return as_softlm(None)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from softtoken.lm.loading import LoadedModel, load_model
 from softtoken.lm.vocab import prompt_vocabulary
 
 # feed(logits (B, V_out), step, hidden (B, D) | None) -> next input embeddings (B, 1, D)
@@ -107,3 +108,11 @@ class SoftLM:
         """Greedy continuation of discrete prompts (B, L) -> ids (B, T); never stops early at EOS."""
         prompt_ids = prompt_ids.to(self.device)
         return self.rollout_logits(self.embed_ids(prompt_ids), steps).argmax(-1)
+
+
+def as_softlm(model: str | LoadedModel | SoftLM | None, *, device: str = "cpu", dtype: str = "float32") -> SoftLM:
+    """Accept a model name/path (None = embedded default), a LoadedModel or a ready SoftLM."""
+    if isinstance(model, SoftLM):
+        return model
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
+    return SoftLM(loaded.model, loaded.tokenizer)

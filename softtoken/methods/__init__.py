@@ -12,7 +12,7 @@ from softtoken.methods.base import (
     register_method,
 )
 from softtoken.methods.dlmi import DLMI, DLMIConfig, dlmi_paper, dlmi_paper_free
-from softtoken.methods.presets import PRESETS, get_preset, with_options
+from softtoken.methods.presets import PRESETS, build_method, get_preset, with_options
 
 __all__ = [
     "DLMI",
@@ -25,6 +25,7 @@ __all__ = [
     "Problem",
     "Result",
     "Tracker",
+    "build_method",
     "dlmi_paper",
     "dlmi_paper_free",
     "get_method_class",

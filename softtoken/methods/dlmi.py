@@ -68,6 +68,7 @@ class DLMIConfig:
     init_std: float = 1.0
     losses: str = "crossentropy"
     eval_every: int = 10  # steps between discrete evaluations, >= 1
+    score_hard_samples: bool = False  # ST + TF only: every hard sample is a discrete prompt, scored for free
     eps: float = 1e-10
 
     def __post_init__(self) -> None:
@@ -103,6 +104,8 @@ class DLMIConfig:
             raise ValueError(f"DLMIConfig: {set_without_bptt} need bptt=True")
         if self.bptt_decouple_learnable_temperature and not self.bptt_learnable_temperature:
             raise ValueError("DLMIConfig: bptt_decouple_learnable_temperature=True needs bptt_learnable_temperature=True")
+        if self.score_hard_samples and not (self.stgs_hard and self.teacher_forcing):
+            raise ValueError("DLMIConfig: score_hard_samples=True needs stgs_hard=True and teacher_forcing=True")
         if self.bptt_hidden_state_conditioning and self.bptt_learnable_temperature:
             raise ValueError("DLMIConfig: bptt_hidden_state_conditioning replaces bptt_learnable_temperature; set one")
 
@@ -157,6 +160,43 @@ class BestPrompt:
             self.score, self.step = score, step
 
 
+class PromptParameters(torch.nn.Module):
+    """Everything Adam updates: the prompt logits Z (1, L, V), their temperatures and the BPTT feedback."""
+
+    def __init__(self, lm: SoftLM, config: DLMIConfig, problem: Problem, generator: torch.Generator) -> None:
+        super().__init__()
+        self.config, self.generator = config, generator
+        shape = (1, problem.prompt_length, lm.prompt_vocab_size)
+        self.logits = torch.nn.Parameter(init_logits(config, shape, generator, lm.device))
+        self.temperature = Temperature(
+            config.temperature, learnable=config.learnable_temperature,
+            num=problem.prompt_length if config.decouple_learnable_temperature else 1,
+            theta_init=config.temperature_theta_init, eps=config.eps, generator=generator, device=lm.device,
+        )
+        self.feedback = RelaxedFeedback(lm, config, len(problem.target_ids), generator) if config.bptt else None
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        """Adam on Z; temperatures (and BPTT ones) optionally at their own learning rate."""
+        cfg = self.config
+        others = [p for name, p in self.named_parameters() if name != "logits"]
+        groups = [{"params": [self.logits]}]
+        if others:
+            groups.append({"params": others, "lr": cfg.temperature_learning_rate or cfg.learning_rate})
+        return torch.optim.Adam(groups, lr=cfg.learning_rate)
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """B relaxed Gumbel samples of Z -> (probs (B, L, V), tau (n,))."""
+        cfg = self.config
+        batch, length, vocab = cfg.batch_size, self.logits.shape[1], self.logits.shape[2]
+        noise = gumbel_noise((batch, length, vocab), generator=self.generator, kind=cfg.gumbel_kind,
+                             eps=cfg.eps, device=self.logits.device)
+        tau = self.temperature()
+        probs = relax(self.logits.expand(batch, -1, -1), tau.view(1, -1, 1), noise=noise,
+                      noise_scale=cfg.gumbel_noise_scale, hard=cfg.stgs_hard,
+                      hard_method=cfg.stgs_hard_method, generator=self.generator)
+        return probs, tau
+
+
 @register_method("dlmi")
 class DLMI:
     """Gumbel-softmax inversion with learnable per-position temperatures and Adam on the logits."""
@@ -177,6 +217,18 @@ class DLMI:
         batch, steps, vocab = logits.shape
         return F.cross_entropy(logits.reshape(-1, vocab), target.repeat(batch))  # mean over B*T
 
+    def _train_step(self, lm: SoftLM, params: PromptParameters, optimizer, target: torch.Tensor, step: int):
+        """One Adam step on the mean target CE over B Gumbel samples; returns (probs, tau, logits, loss)."""
+        probs, tau = params.sample()
+        logits = self._target_logits(lm, lm.embed_probs(probs), target, params.feedback)
+        loss = self._loss(logits, target)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"DLMI loss is {loss.item()} at step {step}; lower learning_rate or check dtype")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return probs.detach(), tau.detach(), logits.detach(), loss.item()
+
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Optimise Z until exact match, the step budget or the time budget; return the best discrete prompt."""
         cfg, lm, tracker = self.config, problem.lm, tracker or NullTracker()
@@ -184,61 +236,52 @@ class DLMI:
         clock, total = Clock(budget.seconds), budget.resolve_steps(cfg.epochs)
         generator = torch.Generator(device=lm.device).manual_seed(problem.seed)
         target = torch.tensor(problem.target_ids, device=lm.device)
-        steps_t, length = target.numel(), problem.prompt_length
-        logits_z = init_logits(cfg, (1, length, lm.prompt_vocab_size), generator, lm.device).requires_grad_(True)
-        temperature = Temperature(cfg.temperature, learnable=cfg.learnable_temperature,
-                                  num=length if cfg.decouple_learnable_temperature else 1,
-                                  theta_init=cfg.temperature_theta_init, eps=cfg.eps,
-                                  generator=generator, device=lm.device)
-        feedback = RelaxedFeedback(lm, cfg, steps_t, generator) if cfg.bptt else None
-        params = [{"params": [logits_z]}]
-        extra = list(temperature.parameters()) + (list(feedback.parameters()) if feedback else [])
-        if extra:
-            params.append({"params": extra, "lr": cfg.temperature_learning_rate or cfg.learning_rate})
-        optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+        params = PromptParameters(lm, cfg, problem, generator)
+        optimizer = params.optimizer()
         best, cache, history = BestPrompt(), {}, _empty_history()
+        tokens_per_pass = problem.prompt_length + len(problem.target_ids) - 1
         train_tokens = eval_tokens = step = 0
         soft_lcs = 0.0
         while step < total and not clock.expired():
             step += 1
-            noise = gumbel_noise((cfg.batch_size, length, lm.prompt_vocab_size), generator=generator,
-                                 kind=cfg.gumbel_kind, eps=cfg.eps, device=lm.device)
-            tau = temperature()
-            probs = relax(logits_z.expand(cfg.batch_size, -1, -1), tau.view(1, -1, 1), noise=noise,
-                          noise_scale=cfg.gumbel_noise_scale, hard=cfg.stgs_hard,
-                          hard_method=cfg.stgs_hard_method, generator=generator)
-            logits = self._target_logits(lm, lm.embed_probs(probs), target, feedback)
-            loss = self._loss(logits, target)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"DLMI loss is {loss.item()} at step {step}; lower learning_rate or check dtype")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            train_tokens += cfg.batch_size * (length + steps_t - 1)
+            probs, tau, logits, loss = self._train_step(lm, params, optimizer, target, step)
+            train_tokens += cfg.batch_size * tokens_per_pass
             soft_lcs = lcs_ratio(logits[0].argmax(-1).tolist(), problem.target_ids)
-            history["loss"].append(loss.item())
-            history["tau_mean"].append(tau.detach().mean().item())
+            history["loss"].append(loss)
+            history["tau_mean"].append(tau.mean().item())
+            if cfg.score_hard_samples:
+                eval_tokens += self._score_hard_samples(lm, probs, logits, problem, cache, best, step)
             if step % cfg.eval_every == 0 or step == total:
-                score = self._evaluate(lm, logits_z, problem, cache)
-                eval_tokens += length + steps_t - 1
+                score = self._evaluate(lm, params.logits, problem, cache)
+                eval_tokens += tokens_per_pass
                 best.offer(score, step)
                 _record_eval(history, step, score, tau, soft_lcs)
-                tracker.log(step, {"loss/target_ce": loss.item(), "relax/tau_mean": tau.detach().mean().item(),
+                tracker.log(step, {"loss/target_ce": loss, "relax/tau_mean": tau.mean().item(),
                                    "eval/lcs_ratio": score.lcs_ratio, "eval/best_lcs_ratio": best.score.lcs_ratio})
-                if best.score.exact_match:
-                    break
+            if best.score is not None and best.score.exact_match:
+                break
         if best.score is None or (history["eval_step"] and history["eval_step"][-1] != step):
-            best.offer(self._evaluate(lm, logits_z, problem, cache), step)
+            best.offer(self._evaluate(lm, params.logits, problem, cache), step)
         return self._result(problem, best, step, clock.elapsed(), (train_tokens + eval_tokens, train_tokens),
                             history, soft_lcs)
 
     @torch.no_grad()
     def _evaluate(self, lm: SoftLM, logits_z: torch.Tensor, problem: Problem, cache: dict) -> PromptScore:
-        prompt = lm.to_model_ids(logits_z[0].argmax(-1)).unsqueeze(0)  # (1, L)
-        key = tuple(prompt[0].tolist())
-        if key not in cache:
-            cache[key] = evaluate_prompts(lm, prompt, problem.target_ids)[0]
-        return cache[key]
+        return _score_prompt(lm, lm.to_model_ids(logits_z[0].argmax(-1)), problem, cache)
+
+    @torch.no_grad()
+    def _score_hard_samples(self, lm: SoftLM, probs: torch.Tensor, logits: torch.Tensor, problem: Problem,
+                            cache: dict, best: BestPrompt, step: int) -> int:
+        """Confirm hard samples whose teacher-forced argmax is the target; return evaluation tokens spent.
+
+        A straight-through sample *is* a discrete prompt, and for a discrete prompt a teacher-forced
+        argmax equal to the target is the same event as a greedy exact match.
+        """
+        target = torch.tensor(problem.target_ids, device=logits.device)
+        hits = (logits.argmax(-1) == target).all(-1).nonzero().flatten().tolist()
+        for index in hits:
+            best.offer(_score_prompt(lm, lm.to_model_ids(probs[index].argmax(-1)), problem, cache), step)
+        return len(hits) * (problem.prompt_length + len(problem.target_ids) - 1)
 
     def _result(self, problem: Problem, best: BestPrompt, steps: int, wall: float, tokens: tuple[int, int],
                 history: dict, soft_lcs: float) -> Result:
@@ -262,6 +305,14 @@ class DLMI:
         )
 
 
+def _score_prompt(lm: SoftLM, prompt_ids: torch.Tensor, problem: Problem, cache: dict) -> PromptScore:
+    """Shared-evaluator score of one discrete prompt (L,), cached by its ids."""
+    key = tuple(prompt_ids.tolist())
+    if key not in cache:
+        cache[key] = evaluate_prompts(lm, prompt_ids.unsqueeze(0), problem.target_ids)[0]
+    return cache[key]
+
+
 def _empty_history() -> dict[str, list]:
     return {"loss": [], "tau_mean": [], "eval_step": [], "eval_lcs_ratio": [], "eval_exact_match": [],
             "soft_tf_lcs_ratio": [], "tau": []}
@@ -272,7 +323,7 @@ def _record_eval(history: dict, step: int, score: PromptScore, tau: torch.Tensor
     history["eval_lcs_ratio"].append(score.lcs_ratio)
     history["eval_exact_match"].append(score.exact_match)
     history["soft_tf_lcs_ratio"].append(soft_lcs)
-    history["tau"].append([round(float(t), 4) for t in tau.detach()])
+    history["tau"].append([round(float(t), 4) for t in tau])
 
 
 def dlmi_paper() -> DLMIConfig:

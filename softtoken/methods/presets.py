@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
+from softtoken.methods.base import get_method_class
 from softtoken.methods.dlmi import dlmi_paper, dlmi_paper_free
 
 PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {
@@ -29,3 +30,16 @@ def with_options(config: Any, options: dict[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for {type(config).__name__}; valid: {sorted(names)}")
     return replace(config, **options)
+
+
+def build_method(method: str | None = None, preset: str | None = None, options: dict[str, Any] | None = None):
+    """Instantiate a registered method from a preset (or the method's default config) plus overrides."""
+    if preset is not None:
+        preset_method, config = get_preset(preset)
+        if method is not None and method != preset_method:
+            raise ValueError(f"preset {preset!r} belongs to method {preset_method!r}, not {method!r}")
+        cls = get_method_class(preset_method)
+    else:
+        cls = get_method_class(method or "dlmi")
+        config = cls.config_class()
+    return cls(with_options(config, options or {}))
