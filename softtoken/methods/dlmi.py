@@ -334,3 +334,11 @@ def dlmi_paper() -> DLMIConfig:
 def dlmi_paper_free() -> DLMIConfig:
     """`dlmi-paper` without teacher forcing: free-running rollout with hard greedy feedback."""
     return replace(dlmi_paper(), teacher_forcing=False)
+
+
+def dlmi_demo() -> DLMIConfig:
+    """Straight-through DLMI at tau0 = 1 that scores every hard sample: each is a discrete prompt."""
+    return replace(
+        dlmi_paper(), temperature=1.0, temperature_theta_init="zero", stgs_hard=True,
+        score_hard_samples=True, eval_every=1,
+    )

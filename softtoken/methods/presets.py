@@ -7,11 +7,33 @@ from dataclasses import fields, replace
 from typing import Any
 
 from softtoken.methods.base import get_method_class
-from softtoken.methods.dlmi import dlmi_paper, dlmi_paper_free
+from softtoken.methods.dlmi import DLMIConfig, dlmi_demo, dlmi_paper, dlmi_paper_free
+from softtoken.methods.gcg import GCGConfig, gcg_paper_lmi
+from softtoken.methods.reinforce import reinforce_default, reinforce_paper
+from softtoken.methods.soda import soda_paper
+
+
+def gbda() -> DLMIConfig:
+    """GBDA-style soft Gumbel-softmax: DLMI with a fixed, shared tau = 1 (not learnable, soft)."""
+    return replace(dlmi_paper(), temperature=1.0, learnable_temperature=False,
+                   decouple_learnable_temperature=False, stgs_hard=False)
+
+
+def gcg_nanogcg() -> GCGConfig:
+    """GCG with nanoGCG's documented defaults (250 steps, width 512, top-256, one swap, no buffer, filtered)."""
+    return GCGConfig()
+
 
 PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {
     "dlmi-paper": ("dlmi", dlmi_paper),
     "dlmi-paper-free": ("dlmi", dlmi_paper_free),
+    "dlmi-demo": ("dlmi", dlmi_demo),
+    "gbda": ("dlmi", gbda),
+    "reinforce-paper": ("reinforce", reinforce_paper),
+    "reinforce": ("reinforce", reinforce_default),
+    "soda-paper": ("soda", soda_paper),
+    "gcg": ("gcg", gcg_nanogcg),
+    "gcg-paper-lmi": ("gcg", gcg_paper_lmi),
 }
 
 

@@ -117,3 +117,28 @@ def test_presets_are_locked():
 def test_result_round_trips_through_json(tiny_lm):
     result = DLMI(FAST).run(Problem(lm=tiny_lm, target_ids=(7, 8), prompt_length=2), Budget(steps=2))
     assert Result.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_hard_sample_scoring_reports_only_confirmed_prompts(tiny_lm, reachable):
+    config = dataclasses.replace(FAST, stgs_hard=True, score_hard_samples=True, eval_every=1000)
+    results = [DLMI(config).run(Problem(lm=tiny_lm, target_ids=reachable, prompt_length=2, seed=s), Budget(steps=60))
+               for s in range(3)]
+    winners = [r for r in results if r.exact_match]
+    assert winners, [r.metrics for r in results]
+    for result in winners:
+        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(reachable)
+        assert result.steps_run == result.success_step  # stopped as soon as a sample was confirmed
+
+
+def test_hard_sample_scoring_needs_straight_through_teacher_forcing():
+    with pytest.raises(ValueError, match="score_hard_samples"):
+        DLMIConfig(score_hard_samples=True)
+
+
+def test_invert_api_runs_from_text(tiny_lm):
+    from softtoken import invert
+
+    result = invert("w5 w6", tiny_lm, prompt_length=2, steps=2, temperature=1.0)
+    assert result.target_ids == [9, 10] and result.steps_run <= 2 and result.config["temperature"] == 1.0
+    with pytest.raises(ValueError, match="empty"):
+        invert("", tiny_lm)
