@@ -6,6 +6,10 @@ embeddings to the frozen model and descends the target cross-entropy, teacher-fo
 pass) or free-running / BPTT. Adam updates Z and the temperatures. The discrete prompt argmax Z is
 greedy-decoded every `eval_every` steps; the run stops on an exact match.
 
+DLMI is a preset of the engine: `dlmi_stage` maps the seed table's options onto one StageConfig
+(one trajectory, B Gumbel samples, no gradient normalisation) and the loop is `engine.run_stage`;
+this module only adds the discrete evaluation and the stopping rule, through a monitor.
+
     lm = SoftLM(model, tokenizer)
     problem = Problem(lm=lm, target_ids=tuple(lm.encode(" Paris.")), prompt_length=4, seed=0)
     result = DLMI(dlmi_paper()).run(problem, Budget(seconds=60))
@@ -14,11 +18,13 @@ greedy-decoded every `eval_every` steps; the run stops on an exact match.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
+from softtoken.engine import NonFiniteGradientError, OptimizerConfig, Ramp, StageConfig, run_stage
+from softtoken.engine.stage import StepView
 from softtoken.lm.evaluation import PromptScore, evaluate_prompts, roundtrip_exact
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import (
@@ -32,10 +38,9 @@ from softtoken.methods.base import (
     register_method,
 )
 from softtoken.metrics import lcs_ratio
-from softtoken.relax import GUMBEL_KINDS, HARD_METHODS, HiddenStateTemperature, Temperature, gumbel_noise, relax
+from softtoken.objectives import FreeRunningTargetCE, Objective, ObjectiveContext, RelaxedFeedback, TargetCE
+from softtoken.relax import GUMBEL_KINDS, HARD_METHODS
 from softtoken.relax.temperature import THETA_INITS
-
-logger = logging.getLogger(__name__)
 
 INIT_STRATEGIES = ("randn", "zeros", "normal")
 LOSSES = ("crossentropy",)
@@ -74,8 +79,8 @@ class DLMIConfig:
     def __post_init__(self) -> None:
         positive = ("batch_size", "epochs", "learning_rate", "temperature", "bptt_temperature", "eval_every", "init_std")
         for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"DLMIConfig.{name} must be > 0, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"DLMIConfig.{name} must be finite and > 0, got {getattr(self, name)}")
         choices = {
             "stgs_hard_method": HARD_METHODS,
             "gumbel_kind": GUMBEL_KINDS,
@@ -110,42 +115,38 @@ class DLMIConfig:
             raise ValueError("DLMIConfig: bptt_hidden_state_conditioning replaces bptt_learnable_temperature; set one")
 
 
-def init_logits(config: DLMIConfig, shape: tuple[int, ...], generator: torch.Generator, device) -> torch.Tensor:
-    """Initial prompt logits Z of `shape`, float32."""
-    if config.init_strategy == "zeros":
-        return torch.zeros(shape, device=device)
-    std = 1.0 if config.init_strategy == "randn" else config.init_std
-    return std * torch.randn(shape, generator=generator, device=device)
+def dlmi_stage(config: DLMIConfig, prompt_length: int, steps: int) -> StageConfig:
+    """The engine stage that is DLMI: one trajectory, `batch_size` Gumbel samples, Adam, no normalisation."""
+    learnable = "none"
+    if config.learnable_temperature:
+        learnable = "per_position" if config.decouple_learnable_temperature else "shared"
+    return StageConfig(
+        steps=steps, trajectories=1, samples=config.batch_size, prompt_length=prompt_length,
+        lr=config.learning_rate, optimizer=OptimizerConfig(kind="adam"),
+        soft=Ramp.fixed(1.0), hard=Ramp.fixed(1.0 if config.stgs_hard else 0.0),
+        temperature=Ramp.fixed(config.temperature), learnable_temperature=learnable,
+        temperature_theta_init=config.temperature_theta_init, temperature_lr=config.temperature_learning_rate,
+        gumbel_scale=config.gumbel_noise_scale, gumbel_kind=config.gumbel_kind, hard_method=config.stgs_hard_method,
+        init="zeros" if config.init_strategy == "zeros" else "randn",
+        init_std=config.init_std if config.init_strategy == "normal" else 1.0,
+        normalize="none", save_best=False, track_every=config.eval_every,
+    )
 
 
-class RelaxedFeedback(torch.nn.Module):
-    """BPTT feedback: the model's own output logits go through a second Gumbel-softmax."""
-
-    def __init__(self, lm: SoftLM, config: DLMIConfig, steps: int, generator: torch.Generator) -> None:
-        super().__init__()
-        self.lm, self.config, self.generator = lm, config, generator
-        num = steps if config.bptt_decouple_learnable_temperature else 1
-        if config.bptt_hidden_state_conditioning:
-            self.temperature = HiddenStateTemperature(config.bptt_temperature, lm.hidden_size, num=num, eps=config.eps)
-            self.temperature.to(lm.device)
-        else:
-            self.temperature = Temperature(
-                config.bptt_temperature, learnable=config.bptt_learnable_temperature, num=num,
-                theta_init=config.temperature_theta_init, eps=config.eps, generator=generator, device=lm.device,
-            )
-
-    def forward(self, logits: torch.Tensor, step: int, hidden: torch.Tensor | None) -> torch.Tensor:
-        if self.config.bptt_hidden_state_conditioning:
-            tau = self.temperature(hidden.float())  # (B, n)
-        else:
-            tau = self.temperature().unsqueeze(0)  # (1, n)
-        tau = tau[:, min(step, tau.shape[1] - 1)].unsqueeze(-1)  # (B or 1, 1)
-        noise = gumbel_noise(tuple(logits.shape), generator=self.generator, kind=self.config.gumbel_kind,
-                             eps=self.config.eps, device=logits.device)
-        probs = relax(logits, tau, noise=noise, noise_scale=self.config.gumbel_noise_scale,
-                      hard=self.config.bptt_stgs_hard, hard_method=self.config.stgs_hard_method,
-                      generator=self.generator)
-        return self.lm.relaxed_feedback_embeds(probs)
+def dlmi_objective(config: DLMIConfig, lm: SoftLM, target_length: int, generator: torch.Generator) -> Objective:
+    """Teacher-forced CE, free-running CE with greedy feedback, or BPTT through a relaxed feedback."""
+    if config.teacher_forcing:
+        return TargetCE()
+    if not config.bptt:
+        return FreeRunningTargetCE()
+    feedback = RelaxedFeedback(
+        lm, tau0=config.bptt_temperature, learnable=config.bptt_learnable_temperature,
+        num=target_length if config.bptt_decouple_learnable_temperature else 1,
+        hidden_conditioning=config.bptt_hidden_state_conditioning, hard=config.bptt_stgs_hard,
+        hard_method=config.stgs_hard_method, gumbel_kind=config.gumbel_kind, gumbel_scale=config.gumbel_noise_scale,
+        theta_init=config.temperature_theta_init, eps=config.eps, generator=generator,
+    )
+    return FreeRunningTargetCE(feedback_module=feedback)
 
 
 class BestPrompt:
@@ -160,41 +161,56 @@ class BestPrompt:
             self.score, self.step = score, step
 
 
-class PromptParameters(torch.nn.Module):
-    """Everything Adam updates: the prompt logits Z (1, L, V), their temperatures and the BPTT feedback."""
+class DiscreteMonitor:
+    """Engine monitor: scores discrete prompts with the shared evaluator and stops on an exact match.
 
-    def __init__(self, lm: SoftLM, config: DLMIConfig, problem: Problem, generator: torch.Generator) -> None:
-        super().__init__()
-        self.config, self.generator = config, generator
-        shape = (1, problem.prompt_length, lm.prompt_vocab_size)
-        self.logits = torch.nn.Parameter(init_logits(config, shape, generator, lm.device))
-        self.temperature = Temperature(
-            config.temperature, learnable=config.learnable_temperature,
-            num=problem.prompt_length if config.decouple_learnable_temperature else 1,
-            theta_init=config.temperature_theta_init, eps=config.eps, generator=generator, device=lm.device,
-        )
-        self.feedback = RelaxedFeedback(lm, config, len(problem.target_ids), generator) if config.bptt else None
+    Every `eval_every` steps it greedy-decodes argmax Z; with `score_hard_samples` it also confirms
+    every straight-through sample whose teacher-forced argmax is the target (for a discrete prompt
+    that is the same event as a greedy exact match, so the check costs no extra forward pass).
+    """
 
-    def optimizer(self) -> torch.optim.Optimizer:
-        """Adam on Z; temperatures (and BPTT ones) optionally at their own learning rate."""
-        cfg = self.config
-        others = [p for name, p in self.named_parameters() if name != "logits"]
-        groups = [{"params": [self.logits]}]
-        if others:
-            groups.append({"params": others, "lr": cfg.temperature_learning_rate or cfg.learning_rate})
-        return torch.optim.Adam(groups, lr=cfg.learning_rate)
+    def __init__(self, problem: Problem, config: DLMIConfig, clock: Clock, tracker: Tracker, label: str) -> None:
+        self.problem, self.lm, self.config, self.clock, self.tracker = problem, problem.lm, config, clock, tracker
+        self.label, self.best, self.cache, self.history = label, BestPrompt(), {}, _empty_history()
+        self.tokens_per_pass = problem.prompt_length + len(problem.target_ids) - 1
+        self.train_tokens = self.eval_tokens = 0
+        self.target = torch.tensor(problem.target_ids, device=self.lm.device)
+        self.soft_lcs = 0.0
 
-    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """B relaxed Gumbel samples of Z -> (probs (B, L, V), tau (n,))."""
-        cfg = self.config
-        batch, length, vocab = cfg.batch_size, self.logits.shape[1], self.logits.shape[2]
-        noise = gumbel_noise((batch, length, vocab), generator=self.generator, kind=cfg.gumbel_kind,
-                             eps=cfg.eps, device=self.logits.device)
-        tau = self.temperature()
-        probs = relax(self.logits.expand(batch, -1, -1), tau.view(1, -1, 1), noise=noise,
-                      noise_scale=cfg.gumbel_noise_scale, hard=cfg.stgs_hard,
-                      hard_method=cfg.stgs_hard_method, generator=self.generator)
-        return probs, tau
+    def __call__(self, view: StepView) -> bool:
+        predictions = view.predictions[self.label]  # (S, T)
+        tau = view.temperature[0]  # (n,)
+        self.train_tokens += predictions.shape[0] * self.tokens_per_pass
+        self.soft_lcs = lcs_ratio(predictions[0].tolist(), self.problem.target_ids)
+        self.history["loss"].append(view.loss[0].item())
+        self.history["tau_mean"].append(tau.mean().item())
+        if self.config.score_hard_samples:
+            self._score_hits(view, predictions)
+        if view.step % self.config.eval_every == 0:
+            score = self.score_logits(view.logits[0], view.step)
+            _record_eval(self.history, view.step, score, tau, self.soft_lcs)
+            self.tracker.log(view.step, {"loss/target_ce": view.loss[0].item(), "relax/tau_mean": tau.mean().item(),
+                                         "eval/lcs_ratio": score.lcs_ratio,
+                                         "eval/best_lcs_ratio": self.best.score.lcs_ratio})
+        return bool(self.best.score is not None and self.best.score.exact_match) or self.clock.expired()
+
+    def score_logits(self, logits: torch.Tensor, step: int) -> PromptScore:
+        """Score argmax of one trajectory's logits (L, V) and offer it as the best."""
+        return self._offer(logits.argmax(-1), step)
+
+    def _score_hits(self, view: StepView, predictions: torch.Tensor) -> None:
+        hits = (predictions == self.target).all(-1).nonzero().flatten().tolist()
+        for index in hits:
+            self._offer(view.sample_index[index], view.step)
+
+    def _offer(self, prompt_index: torch.Tensor, step: int) -> PromptScore:
+        prompt = self.lm.to_model_ids(prompt_index)  # (L,)
+        key = tuple(prompt.tolist())
+        if key not in self.cache:
+            self.cache[key] = evaluate_prompts(self.lm, prompt.unsqueeze(0), self.problem.target_ids)[0]
+            self.eval_tokens += self.tokens_per_pass
+        self.best.offer(self.cache[key], step)
+        return self.cache[key]
 
 
 @register_method("dlmi")
@@ -207,110 +223,42 @@ class DLMI:
     def __init__(self, config: DLMIConfig | None = None) -> None:
         self.config = config or DLMIConfig()
 
-    def _target_logits(self, lm: SoftLM, embeds: torch.Tensor, target: torch.Tensor, feedback) -> torch.Tensor:
-        if self.config.teacher_forcing:
-            return lm.teacher_forced_logits(embeds, target)
-        need_hidden = self.config.bptt_hidden_state_conditioning
-        return lm.rollout_logits(embeds, int(target.numel()), feedback, need_hidden=need_hidden)
-
-    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        batch, steps, vocab = logits.shape
-        return F.cross_entropy(logits.reshape(-1, vocab), target.repeat(batch))  # mean over B*T
-
-    def _train_step(self, lm: SoftLM, params: PromptParameters, optimizer, target: torch.Tensor, step: int):
-        """One Adam step on the mean target CE over B Gumbel samples; returns (probs, tau, logits, loss)."""
-        probs, tau = params.sample()
-        logits = self._target_logits(lm, lm.embed_probs(probs), target, params.feedback)
-        loss = self._loss(logits, target)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"DLMI loss is {loss.item()} at step {step}; lower learning_rate or check dtype")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return probs.detach(), tau.detach(), logits.detach(), loss.item()
-
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Optimise Z until exact match, the step budget or the time budget; return the best discrete prompt."""
-        cfg, lm, tracker = self.config, problem.lm, tracker or NullTracker()
-        budget = budget or Budget()
-        clock, total = Clock(budget.seconds), budget.resolve_steps(cfg.epochs)
+        cfg, lm, budget = self.config, problem.lm, budget or Budget()
+        clock, steps = Clock(budget.seconds), budget.resolve_steps(cfg.epochs)
         generator = torch.Generator(device=lm.device).manual_seed(problem.seed)
-        target = torch.tensor(problem.target_ids, device=lm.device)
-        params = PromptParameters(lm, cfg, problem, generator)
-        optimizer = params.optimizer()
-        best, cache, history = BestPrompt(), {}, _empty_history()
-        tokens_per_pass = problem.prompt_length + len(problem.target_ids) - 1
-        train_tokens = eval_tokens = step = 0
-        soft_lcs = 0.0
-        while step < total and not clock.expired():
-            step += 1
-            probs, tau, logits, loss = self._train_step(lm, params, optimizer, target, step)
-            train_tokens += cfg.batch_size * tokens_per_pass
-            soft_lcs = lcs_ratio(logits[0].argmax(-1).tolist(), problem.target_ids)
-            history["loss"].append(loss)
-            history["tau_mean"].append(tau.mean().item())
-            if cfg.score_hard_samples:
-                eval_tokens += self._score_hard_samples(lm, probs, logits, problem, cache, best, step)
-            if step % cfg.eval_every == 0 or step == total:
-                score = self._evaluate(lm, params.logits, problem, cache)
-                eval_tokens += tokens_per_pass
-                best.offer(score, step)
-                _record_eval(history, step, score, tau, soft_lcs)
-                tracker.log(step, {"loss/target_ce": loss, "relax/tau_mean": tau.mean().item(),
-                                   "eval/lcs_ratio": score.lcs_ratio, "eval/best_lcs_ratio": best.score.lcs_ratio})
-            if best.score is not None and best.score.exact_match:
-                break
-        if best.score is None or (history["eval_step"] and history["eval_step"][-1] != step):
-            best.offer(self._evaluate(lm, params.logits, problem, cache), step)
-        return self._result(problem, best, step, clock.elapsed(), (train_tokens + eval_tokens, train_tokens),
-                            history, soft_lcs)
+        objective = dlmi_objective(cfg, lm, len(problem.target_ids), generator)
+        monitor = DiscreteMonitor(problem, cfg, clock, tracker or NullTracker(), objective.label)
+        try:
+            stage = run_stage(lm, dlmi_stage(cfg, problem.prompt_length, steps), [objective],
+                              ObjectiveContext(target_ids=problem.target_ids), generator=generator, monitor=monitor)
+        except NonFiniteGradientError as err:
+            raise NonFiniteLossError(f"DLMI: {err}") from err
+        monitor.score_logits(stage.logits[0], stage.steps_run)
+        if not stage.stopped_early:  # the engine scored the final logits once more
+            monitor.train_tokens += cfg.batch_size * monitor.tokens_per_pass
+        return self._result(problem, monitor, stage.steps_run, clock.elapsed())
 
-    @torch.no_grad()
-    def _evaluate(self, lm: SoftLM, logits_z: torch.Tensor, problem: Problem, cache: dict) -> PromptScore:
-        return _score_prompt(lm, lm.to_model_ids(logits_z[0].argmax(-1)), problem, cache)
-
-    @torch.no_grad()
-    def _score_hard_samples(self, lm: SoftLM, probs: torch.Tensor, logits: torch.Tensor, problem: Problem,
-                            cache: dict, best: BestPrompt, step: int) -> int:
-        """Confirm hard samples whose teacher-forced argmax is the target; return evaluation tokens spent.
-
-        A straight-through sample *is* a discrete prompt, and for a discrete prompt a teacher-forced
-        argmax equal to the target is the same event as a greedy exact match.
-        """
-        target = torch.tensor(problem.target_ids, device=logits.device)
-        hits = (logits.argmax(-1) == target).all(-1).nonzero().flatten().tolist()
-        for index in hits:
-            best.offer(_score_prompt(lm, lm.to_model_ids(probs[index].argmax(-1)), problem, cache), step)
-        return len(hits) * (problem.prompt_length + len(problem.target_ids) - 1)
-
-    def _result(self, problem: Problem, best: BestPrompt, steps: int, wall: float, tokens: tuple[int, int],
-                history: dict, soft_lcs: float) -> Result:
-        lm, score = problem.lm, best.score
+    def _result(self, problem: Problem, monitor: DiscreteMonitor, steps: int, wall: float) -> Result:
+        lm, score, history = problem.lm, monitor.best.score, monitor.history
         metrics = {
             "eval/exact_match": score.exact_match,
             "eval/lcs_ratio": score.lcs_ratio,
             "eval/token_accuracy": score.token_accuracy,
             "eval/roundtrip_exact": roundtrip_exact(lm, score.prompt_ids, problem.target_ids),
-            "paper/soft_tf_lcs_ratio": soft_lcs,
+            "paper/soft_tf_lcs_ratio": monitor.soft_lcs,
             "loss/final": history["loss"][-1] if history["loss"] else None,
         }
+        backward = steps * self.config.batch_size * monitor.tokens_per_pass
         return Result(
             method=self.name, config=asdict(self.config), seed=problem.seed,
             target_ids=list(problem.target_ids), target_text=lm.decode(problem.target_ids),
             prompt_ids=list(score.prompt_ids), prompt_text=lm.decode(score.prompt_ids),
             output_ids=list(score.output_ids), output_text=lm.decode(score.output_ids), metrics=metrics,
-            success_step=best.step if score.exact_match else None, steps_run=steps, wall_time_s=wall,
-            forward_tokens=tokens[0], backward_tokens=tokens[1],
-            history=history,
+            success_step=monitor.best.step if score.exact_match else None, steps_run=steps, wall_time_s=wall,
+            forward_tokens=monitor.train_tokens + monitor.eval_tokens, backward_tokens=backward, history=history,
         )
-
-
-def _score_prompt(lm: SoftLM, prompt_ids: torch.Tensor, problem: Problem, cache: dict) -> PromptScore:
-    """Shared-evaluator score of one discrete prompt (L,), cached by its ids."""
-    key = tuple(prompt_ids.tolist())
-    if key not in cache:
-        cache[key] = evaluate_prompts(lm, prompt_ids.unsqueeze(0), problem.target_ids)[0]
-    return cache[key]
 
 
 def _empty_history() -> dict[str, list]:

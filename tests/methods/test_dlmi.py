@@ -51,8 +51,11 @@ def test_dlmi_forward_modes_run_and_report_history(tiny_lm, options):
     config = dataclasses.replace(FAST, **options)
     result = DLMI(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0), Budget(steps=3))
     assert result.steps_run == 3 and len(result.history["loss"]) == 3
-    assert result.forward_tokens == 3 * 4 * (3 + 3 - 1) + 3 * (3 + 3 - 1)
-    assert result.backward_tokens == 3 * 4 * (3 + 3 - 1)
+    per_pass = 3 + 3 - 1
+    assert result.backward_tokens == 3 * 4 * per_pass
+    # training passes + the engine's final scoring pass + one greedy pass per distinct evaluated prompt
+    evaluations = result.forward_tokens - result.backward_tokens - 4 * per_pass
+    assert evaluations % per_pass == 0 and 1 <= evaluations // per_pass <= 4
 
 
 def test_learnable_temperatures_move(tiny_lm):
@@ -69,6 +72,7 @@ def test_learnable_temperatures_move(tiny_lm):
     ({"temperature": 0.0}, "temperature"),
     ({"losses": "hinge"}, "losses"),
     ({"batch_size": 0}, "batch_size"),
+    ({"init_std": float("inf")}, "init_std"),
     ({"stgs_hard_method": "nearest"}, "stgs_hard_method"),
 ])
 def test_invalid_configs_are_rejected_at_construction(options, message):
@@ -88,10 +92,13 @@ def test_bad_problems_are_rejected(tiny_lm):
         Budget(steps=0)
 
 
-def test_non_finite_loss_stops_with_clear_error(tiny_lm):
-    config = dataclasses.replace(FAST, init_strategy="normal", init_std=float("inf"))
+def test_non_finite_loss_stops_with_clear_error(tiny_lm, monkeypatch):
+    def poisoned(embeds, target):
+        return torch.full((embeds.shape[0], len(target), tiny_lm.output_vocab_size), float("nan"))
+
+    monkeypatch.setattr(tiny_lm, "teacher_forced_logits", poisoned)
     with pytest.raises(NonFiniteLossError, match="step 1"):
-        DLMI(config).run(Problem(lm=tiny_lm, target_ids=(7, 8), prompt_length=2), Budget(steps=2))
+        DLMI(FAST).run(Problem(lm=tiny_lm, target_ids=(7, 8), prompt_length=2), Budget(steps=2))
 
 
 def test_time_budget_stops_the_run(tiny_lm):

@@ -1,0 +1,20 @@
+"""Losses over a relaxed prompt, one value per trajectory: target CE, fluency, entropy, token mass."""
+
+from softtoken.objectives.base import OBJECTIVES, Objective, ObjectiveContext, get_objective_class, register_objective
+from softtoken.objectives.prompt import AllowedTokens, BannedTokens, Entropy, Fluency
+from softtoken.objectives.target import FreeRunningTargetCE, RelaxedFeedback, TargetCE
+
+__all__ = [
+    "OBJECTIVES",
+    "AllowedTokens",
+    "BannedTokens",
+    "Entropy",
+    "Fluency",
+    "FreeRunningTargetCE",
+    "Objective",
+    "ObjectiveContext",
+    "RelaxedFeedback",
+    "TargetCE",
+    "get_objective_class",
+    "register_objective",
+]

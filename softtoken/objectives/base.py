@@ -1,0 +1,82 @@
+"""What every objective shares: the context it reads, the base class and the registry.
+
+An objective maps a relaxed prompt probs (B, L, V) over the prompt vocabulary to one loss per
+trajectory (B,). It never applies its own weight and never relaxes: the engine does both, once, for
+every objective, so all objectives see the same prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from softtoken.lm.softlm import SoftLM
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectiveContext:
+    """Problem data objectives may read; objectives that need a field check it in `check`."""
+
+    target_ids: tuple[int, ...] = ()  # model token ids the prompt should make the model emit
+
+    def target_tensor(self, device: torch.device | str) -> torch.Tensor:
+        return torch.tensor(self.target_ids, dtype=torch.long, device=device)  # (T,)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Objective:
+    """A loss per trajectory with a label (the key for weight schedules and metrics) and a weight."""
+
+    label: str = "objective"  # subclasses default it to their registry name
+    weight: float = 1.0  # static weight, >= 0; a weight schedule with this label overrides it
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            raise ValueError(f"{type(self).__name__}.label must be non-empty, got {self.label!r}")
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"{type(self).__name__}.weight must be finite and >= 0, got {self.weight}")
+
+    def check(self, lm: SoftLM, context: ObjectiveContext) -> None:
+        """Raise before any forward pass if this objective cannot run on lm and context."""
+
+    def loss(self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
+        """probs (B, L, V) -> loss (B,), differentiable with respect to probs."""
+        raise NotImplementedError
+
+    def loss_and_predictions(
+        self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The loss (B,) and, for target objectives, the model's argmax at each target position (B, T)."""
+        return self.loss(lm, probs, context), None
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Learnable tensors the objective owns (e.g. BPTT feedback temperatures), shared by all trajectories."""
+        return []
+
+    def forbidden(self, lm: SoftLM) -> torch.Tensor | None:
+        """(V,) bool of prompt-vocabulary entries the engine must mask out of the prompt, or None."""
+        return None
+
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register_objective(name: str) -> Callable[[type[Objective]], type[Objective]]:
+    """Class decorator adding an Objective to OBJECTIVES under `name`."""
+
+    def add(cls: type[Objective]) -> type[Objective]:
+        if name in OBJECTIVES:
+            raise ValueError(f"objective {name!r} is already registered")
+        OBJECTIVES[name] = cls
+        return cls
+
+    return add
+
+
+def get_objective_class(name: str) -> type[Objective]:
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; available: {sorted(OBJECTIVES)}")
+    return OBJECTIVES[name]
