@@ -9,11 +9,13 @@ from typing import Optional
 import typer
 import yaml
 
+from softtoken.api import design as run_design
+from softtoken.api import method_from_config
 from softtoken.experiments.files import write_json_atomic
 from softtoken.experiments.progress import ProgressBarTracker
 from softtoken.lm.embedded import EmbeddedModelMissing
 from softtoken.lm.softlm import as_softlm
-from softtoken.methods import Budget, NonFiniteLossError, Problem, Result, build_method
+from softtoken.methods import Budget, Problem, Result, build_method
 
 app = typer.Typer(help="Optimise what goes into a frozen causal language model.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -23,7 +25,7 @@ def root() -> None:
     """softtoken: inversion, prompt design and latent reasoning on frozen causal LMs."""
 
 
-USER_ERRORS = (ValueError, EmbeddedModelMissing, NonFiniteLossError, FileNotFoundError)
+USER_ERRORS = (ValueError, EmbeddedModelMissing, FloatingPointError, FileNotFoundError)
 
 
 def fail(message: str) -> None:
@@ -48,6 +50,19 @@ def parse_options(pairs: list[str]) -> dict:
             fail(f"--option must look like KEY=VALUE, got {pair!r}")
         options[key.strip()] = yaml.safe_load(value)
     return options
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML mapping from a file, with one-line errors."""
+    if not path.is_file():
+        fail(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        fail(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}")
+    if not isinstance(data, dict):
+        fail(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    return data
 
 
 def print_summary(result: Result) -> None:
@@ -76,6 +91,7 @@ def invert(
     time_budget: Optional[float] = typer.Option(None, help="Wall-clock budget in seconds."),
     seed: int = typer.Option(0, help="Random seed; a run is fully determined by config and seed."),
     option: list[str] = typer.Option([], "--option", "-o", help="Config override KEY=VALUE (repeatable)."),
+    config: Optional[Path] = typer.Option(None, help="YAML: a program ({stages: [...]}) or {method, preset, options}."),
     out: Path = typer.Option(Path("runs/invert"), help="Directory for result.json."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     dtype: str = typer.Option("float32", help="float32 or bfloat16."),
@@ -87,7 +103,12 @@ def invert(
     if ids is None and not text:
         fail("target is empty: give TEXT or --target-ids")
     try:
-        runner = build_method(method, preset, parse_options(option))
+        if config is not None:
+            if method or preset or option:
+                fail("--config replaces --method/--preset/--option; give one or the other")
+            runner = method_from_config(read_yaml(config))
+        else:
+            runner = build_method(method, preset, parse_options(option))
         lm = as_softlm(model, device=device, dtype=dtype)
         problem = Problem(lm=lm, target_ids=ids or tuple(lm.encode(text)), prompt_length=prompt_length, seed=seed)
         budget = Budget(steps=steps, seconds=time_budget)
@@ -102,3 +123,27 @@ def invert(
     path = write_json_atomic(out / "result.json", result.to_dict())
     print_summary(result)
     typer.echo(f"result       : {path}")
+
+
+@app.command()
+def design(
+    config: Path = typer.Argument(..., help="YAML: prompt_length, stages (with objectives), optional target, seed."),
+    model: Optional[str] = typer.Option(None, help="HF id, local directory or .gguf file; default: embedded SmolLM2."),
+    out: Path = typer.Option(Path("runs/design"), help="Directory for design.json."),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
+    dtype: str = typer.Option("float32", help="float32 or bfloat16."),
+) -> None:
+    """Design prompts under several objectives (a program of engine stages); write DIR/design.json."""
+    logging.basicConfig(level=logging.WARNING)
+    data = read_yaml(config)
+    try:
+        report = run_design(data, model, device=device, dtype=dtype)
+    except USER_ERRORS as err:
+        fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    path = write_json_atomic(out / "design.json", report)
+    for index, entry in enumerate(report["trajectories"]):
+        line = f"[{index}] loss {entry['loss']:.4f}  prompt {entry['prompt_text']!r}"
+        if "output_text" in entry:
+            line += f"  -> {entry['output_text']!r} (exact {entry['exact_match']})"
+        typer.echo(line)
+    typer.echo(f"result: {path}")

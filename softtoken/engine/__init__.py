@@ -4,9 +4,17 @@ from softtoken.engine.config import PositionBias, StageConfig, WeightSchedule
 from softtoken.engine.gradients import MERGERS, GradientMerger, align_norms, get_merger, normalize_gradient
 from softtoken.engine.optimizers import UPDATE_RULES, OptimizerConfig, UpdateRule, build_update_rule
 from softtoken.engine.presets import PROGRAM_PRESETS, get_program_preset
-from softtoken.engine.program import ProgramResult, Stage, run_program, sized, stages_with
+from softtoken.engine.program import (
+    ProgramResult,
+    Stage,
+    program_from_dict,
+    run_program,
+    sized,
+    stage_from_dict,
+    stages_with,
+)
 from softtoken.engine.schedules import SCHEDULES, Ramp, get_schedule
-from softtoken.engine.stage import NonFiniteGradientError, Snapshot, StageResult, run_stage
+from softtoken.engine.stage import Monitor, NonFiniteGradientError, Snapshot, StageResult, StepView, run_stage
 
 __all__ = [
     "MERGERS",
@@ -14,6 +22,7 @@ __all__ = [
     "SCHEDULES",
     "UPDATE_RULES",
     "GradientMerger",
+    "Monitor",
     "NonFiniteGradientError",
     "OptimizerConfig",
     "PositionBias",
@@ -23,6 +32,7 @@ __all__ = [
     "Stage",
     "StageConfig",
     "StageResult",
+    "StepView",
     "UpdateRule",
     "WeightSchedule",
     "align_norms",
@@ -31,8 +41,10 @@ __all__ = [
     "get_program_preset",
     "get_schedule",
     "normalize_gradient",
+    "program_from_dict",
     "run_program",
     "run_stage",
     "sized",
+    "stage_from_dict",
     "stages_with",
 ]

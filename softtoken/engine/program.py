@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
 from softtoken.engine.config import StageConfig
-from softtoken.engine.stage import StageResult, Tracker, run_stage
+from softtoken.engine.stage import Monitor, StageResult, Tracker, run_stage
 from softtoken.lm.softlm import SoftLM
-from softtoken.objectives.base import Objective, ObjectiveContext
+from softtoken.objectives.base import Objective, ObjectiveContext, build_objective
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +44,24 @@ class ProgramResult:
 
     def to_dict(self) -> dict:
         return {"stages": [stage.to_dict() for stage in self.stages]}
+
+
+def stage_from_dict(data: Mapping[str, Any], default_objectives: Sequence[Objective] = ()) -> Stage:
+    """A stage from plain values: StageConfig fields plus `objectives: [{name: ..., ...}, ...]`."""
+    values = dict(data)
+    specs = values.pop("objectives", None)
+    objectives = tuple(build_objective(spec) for spec in specs) if specs else tuple(default_objectives)
+    if not objectives:
+        raise ValueError("stage has no objectives: list them under 'objectives' (e.g. [{name: target}])")
+    return Stage(config=StageConfig.from_dict(values), objectives=objectives)
+
+
+def program_from_dict(data: Mapping[str, Any], default_objectives: Sequence[Objective] = ()) -> tuple[Stage, ...]:
+    """Stages from `{stages: [...]}` (a YAML program); each stage may list its own objectives."""
+    stages = data.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise ValueError("a program needs a non-empty 'stages' list")
+    return tuple(stage_from_dict(stage, default_objectives) for stage in stages)
 
 
 def stages_with(configs: Sequence[StageConfig], objectives: Sequence[Objective]) -> tuple[Stage, ...]:
@@ -73,6 +92,7 @@ def run_program(
     initial_logits: torch.Tensor | None = None,
     tracker: Tracker | None = None,
     seed: int | None = None,
+    monitor: Monitor | None = None,
 ) -> ProgramResult:
     """Run the stages in order; each stage's generator comes from its config.seed.
 
@@ -86,9 +106,12 @@ def run_program(
     logits, offset = initial_logits, 0
     for stage, config in zip(stages, configs, strict=True):
         stage_tracker = None if tracker is None else _OffsetTracker(tracker, offset)
-        result = run_stage(lm, config, stage.objectives, context, initial_logits=logits, tracker=stage_tracker)
+        result = run_stage(lm, config, stage.objectives, context, initial_logits=logits, tracker=stage_tracker,
+                           monitor=monitor)
         results.append(result)
         logits, offset = result.logits, offset + config.steps
+        if result.stopped_early:
+            break
     return ProgramResult(stages=results)
 
 

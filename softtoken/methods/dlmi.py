@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 
 from softtoken.engine import NonFiniteGradientError, OptimizerConfig, Ramp, StageConfig, run_stage
-from softtoken.engine.stage import StepView
-from softtoken.lm.evaluation import PromptScore, evaluate_prompts, roundtrip_exact
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import (
     Budget,
@@ -37,7 +35,7 @@ from softtoken.methods.base import (
     Tracker,
     register_method,
 )
-from softtoken.metrics import lcs_ratio
+from softtoken.methods.monitoring import DiscreteMonitor, build_result
 from softtoken.objectives import FreeRunningTargetCE, Objective, ObjectiveContext, RelaxedFeedback, TargetCE
 from softtoken.relax import GUMBEL_KINDS, HARD_METHODS
 from softtoken.relax.temperature import THETA_INITS
@@ -149,70 +147,6 @@ def dlmi_objective(config: DLMIConfig, lm: SoftLM, target_length: int, generator
     return FreeRunningTargetCE(feedback_module=feedback)
 
 
-class BestPrompt:
-    """Best discrete prompt seen so far, ordered by PromptScore.key()."""
-
-    def __init__(self) -> None:
-        self.score: PromptScore | None = None
-        self.step: int = 0
-
-    def offer(self, score: PromptScore, step: int) -> None:
-        if self.score is None or score.key() > self.score.key():
-            self.score, self.step = score, step
-
-
-class DiscreteMonitor:
-    """Engine monitor: scores discrete prompts with the shared evaluator and stops on an exact match.
-
-    Every `eval_every` steps it greedy-decodes argmax Z; with `score_hard_samples` it also confirms
-    every straight-through sample whose teacher-forced argmax is the target (for a discrete prompt
-    that is the same event as a greedy exact match, so the check costs no extra forward pass).
-    """
-
-    def __init__(self, problem: Problem, config: DLMIConfig, clock: Clock, tracker: Tracker, label: str) -> None:
-        self.problem, self.lm, self.config, self.clock, self.tracker = problem, problem.lm, config, clock, tracker
-        self.label, self.best, self.cache, self.history = label, BestPrompt(), {}, _empty_history()
-        self.tokens_per_pass = problem.prompt_length + len(problem.target_ids) - 1
-        self.train_tokens = self.eval_tokens = 0
-        self.target = torch.tensor(problem.target_ids, device=self.lm.device)
-        self.soft_lcs = 0.0
-
-    def __call__(self, view: StepView) -> bool:
-        predictions = view.predictions[self.label]  # (S, T)
-        tau = view.temperature[0]  # (n,)
-        self.train_tokens += predictions.shape[0] * self.tokens_per_pass
-        self.soft_lcs = lcs_ratio(predictions[0].tolist(), self.problem.target_ids)
-        self.history["loss"].append(view.loss[0].item())
-        self.history["tau_mean"].append(tau.mean().item())
-        if self.config.score_hard_samples:
-            self._score_hits(view, predictions)
-        if view.step % self.config.eval_every == 0:
-            score = self.score_logits(view.logits[0], view.step)
-            _record_eval(self.history, view.step, score, tau, self.soft_lcs)
-            self.tracker.log(view.step, {"loss/target_ce": view.loss[0].item(), "relax/tau_mean": tau.mean().item(),
-                                         "eval/lcs_ratio": score.lcs_ratio,
-                                         "eval/best_lcs_ratio": self.best.score.lcs_ratio})
-        return bool(self.best.score is not None and self.best.score.exact_match) or self.clock.expired()
-
-    def score_logits(self, logits: torch.Tensor, step: int) -> PromptScore:
-        """Score argmax of one trajectory's logits (L, V) and offer it as the best."""
-        return self._offer(logits.argmax(-1), step)
-
-    def _score_hits(self, view: StepView, predictions: torch.Tensor) -> None:
-        hits = (predictions == self.target).all(-1).nonzero().flatten().tolist()
-        for index in hits:
-            self._offer(view.sample_index[index], view.step)
-
-    def _offer(self, prompt_index: torch.Tensor, step: int) -> PromptScore:
-        prompt = self.lm.to_model_ids(prompt_index)  # (L,)
-        key = tuple(prompt.tolist())
-        if key not in self.cache:
-            self.cache[key] = evaluate_prompts(self.lm, prompt.unsqueeze(0), self.problem.target_ids)[0]
-            self.eval_tokens += self.tokens_per_pass
-        self.best.offer(self.cache[key], step)
-        return self.cache[key]
-
-
 @register_method("dlmi")
 class DLMI:
     """Gumbel-softmax inversion with learnable per-position temperatures and Adam on the logits."""
@@ -229,49 +163,20 @@ class DLMI:
         clock, steps = Clock(budget.seconds), budget.resolve_steps(cfg.epochs)
         generator = torch.Generator(device=lm.device).manual_seed(problem.seed)
         objective = dlmi_objective(cfg, lm, len(problem.target_ids), generator)
-        monitor = DiscreteMonitor(problem, cfg, clock, tracker or NullTracker(), objective.label)
+        monitor = DiscreteMonitor(problem, label=objective.label, eval_every=cfg.eval_every,
+                                  score_hard_samples=cfg.score_hard_samples, clock=clock,
+                                  tracker=tracker or NullTracker())
         try:
             stage = run_stage(lm, dlmi_stage(cfg, problem.prompt_length, steps), [objective],
                               ObjectiveContext(target_ids=problem.target_ids), generator=generator, monitor=monitor)
         except NonFiniteGradientError as err:
             raise NonFiniteLossError(f"DLMI: {err}") from err
-        monitor.score_logits(stage.logits[0], stage.steps_run)
+        monitor.offer_final(stage.logits)
         if not stage.stopped_early:  # the engine scored the final logits once more
             monitor.train_tokens += cfg.batch_size * monitor.tokens_per_pass
-        return self._result(problem, monitor, stage.steps_run, clock.elapsed())
-
-    def _result(self, problem: Problem, monitor: DiscreteMonitor, steps: int, wall: float) -> Result:
-        lm, score, history = problem.lm, monitor.best.score, monitor.history
-        metrics = {
-            "eval/exact_match": score.exact_match,
-            "eval/lcs_ratio": score.lcs_ratio,
-            "eval/token_accuracy": score.token_accuracy,
-            "eval/roundtrip_exact": roundtrip_exact(lm, score.prompt_ids, problem.target_ids),
-            "paper/soft_tf_lcs_ratio": monitor.soft_lcs,
-            "loss/final": history["loss"][-1] if history["loss"] else None,
-        }
-        backward = steps * self.config.batch_size * monitor.tokens_per_pass
-        return Result(
-            method=self.name, config=asdict(self.config), seed=problem.seed,
-            target_ids=list(problem.target_ids), target_text=lm.decode(problem.target_ids),
-            prompt_ids=list(score.prompt_ids), prompt_text=lm.decode(score.prompt_ids),
-            output_ids=list(score.output_ids), output_text=lm.decode(score.output_ids), metrics=metrics,
-            success_step=monitor.best.step if score.exact_match else None, steps_run=steps, wall_time_s=wall,
-            forward_tokens=monitor.train_tokens + monitor.eval_tokens, backward_tokens=backward, history=history,
-        )
-
-
-def _empty_history() -> dict[str, list]:
-    return {"loss": [], "tau_mean": [], "eval_step": [], "eval_lcs_ratio": [], "eval_exact_match": [],
-            "soft_tf_lcs_ratio": [], "tau": []}
-
-
-def _record_eval(history: dict, step: int, score: PromptScore, tau: torch.Tensor, soft_lcs: float) -> None:
-    history["eval_step"].append(step)
-    history["eval_lcs_ratio"].append(score.lcs_ratio)
-    history["eval_exact_match"].append(score.exact_match)
-    history["soft_tf_lcs_ratio"].append(soft_lcs)
-    history["tau"].append([round(float(t), 4) for t in tau])
+        backward = monitor.steps * cfg.batch_size * monitor.tokens_per_pass
+        return build_result(self.name, cfg, problem, monitor, backward_tokens=backward,
+                            wall_time_s=clock.elapsed())
 
 
 def dlmi_paper() -> DLMIConfig:

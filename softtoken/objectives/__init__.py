@@ -1,6 +1,13 @@
 """Losses over a relaxed prompt, one value per trajectory: target CE, fluency, entropy, token mass."""
 
-from softtoken.objectives.base import OBJECTIVES, Objective, ObjectiveContext, get_objective_class, register_objective
+from softtoken.objectives.base import (
+    OBJECTIVES,
+    Objective,
+    ObjectiveContext,
+    build_objective,
+    get_objective_class,
+    register_objective,
+)
 from softtoken.objectives.prompt import AllowedTokens, BannedTokens, Entropy, Fluency
 from softtoken.objectives.target import FreeRunningTargetCE, RelaxedFeedback, TargetCE
 
@@ -15,6 +22,7 @@ __all__ = [
     "ObjectiveContext",
     "RelaxedFeedback",
     "TargetCE",
+    "build_objective",
     "get_objective_class",
     "register_objective",
 ]

@@ -8,8 +8,9 @@ every objective, so all objectives see the same prompt.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -80,3 +81,19 @@ def get_objective_class(name: str) -> type[Objective]:
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; available: {sorted(OBJECTIVES)}")
     return OBJECTIVES[name]
+
+
+def build_objective(spec: Mapping[str, Any]) -> Objective:
+    """An objective from a plain mapping such as {"name": "fluency", "weight": 0.1} (YAML, JSON)."""
+    if "name" not in spec:
+        raise ValueError(f"objective spec needs a 'name' (one of {sorted(OBJECTIVES)}), got {dict(spec)}")
+    options = {key: value for key, value in spec.items() if key != "name"}
+    cls = get_objective_class(spec["name"])
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ValueError(f"objective {spec['name']!r}: unknown option(s) {unknown}; valid: {sorted(names)}")
+    for key, value in options.items():
+        if isinstance(value, list):
+            options[key] = tuple(value)
+    return cls(**options)

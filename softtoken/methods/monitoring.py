@@ -1,0 +1,123 @@
+"""Discrete scoring for engine-based methods: a monitor that judges prompts and stops on an exact match.
+
+Every engine-based method (DLMI, programs) watches its stage through `DiscreteMonitor`: every
+`eval_every` steps the argmax prompt of each trajectory is greedy-decoded by the shared evaluator;
+with `score_hard_samples` every straight-through sample whose teacher-forced argmax is the target is
+confirmed too (for a discrete prompt that is the same event as a greedy exact match, so spotting it
+costs no extra forward pass). `build_result` turns what it saw into the shared Result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from softtoken.engine.stage import StepView
+from softtoken.lm.evaluation import PromptScore, evaluate_prompts, roundtrip_exact
+from softtoken.methods.base import Clock, Problem, Result, Tracker
+from softtoken.metrics import lcs_ratio
+
+
+class BestPrompt:
+    """Best discrete prompt seen so far, ordered by PromptScore.key()."""
+
+    def __init__(self) -> None:
+        self.score: PromptScore | None = None
+        self.step: int = 0
+
+    def offer(self, score: PromptScore, step: int) -> None:
+        if self.score is None or score.key() > self.score.key():
+            self.score, self.step = score, step
+
+
+class DiscreteMonitor:
+    """Engine monitor scoring discrete prompts; stops on exact match, deadline or step cap."""
+
+    def __init__(self, problem: Problem, *, label: str, eval_every: int, score_hard_samples: bool,
+                 clock: Clock, tracker: Tracker, max_steps: int | None = None) -> None:
+        self.problem, self.lm, self.label = problem, problem.lm, label
+        self.eval_every, self.score_hard_samples, self.max_steps = eval_every, score_hard_samples, max_steps
+        self.clock, self.tracker = clock, tracker
+        self.best, self.cache, self.history = BestPrompt(), {}, empty_history()
+        self.tokens_per_pass = problem.prompt_length + len(problem.target_ids) - 1
+        self.train_tokens = self.eval_tokens = self.steps = 0
+        self.target = torch.tensor(problem.target_ids, device=self.lm.device)
+        self.soft_lcs = 0.0
+
+    def __call__(self, view: StepView) -> bool:
+        self.steps += 1  # counted across the stages of a program
+        predictions = view.predictions[self.label]  # (B*S, T)
+        self.train_tokens += predictions.shape[0] * self.tokens_per_pass
+        self.soft_lcs = lcs_ratio(predictions[0].tolist(), self.problem.target_ids)
+        loss, tau = view.loss.min().item(), view.temperature.mean().item()
+        self.history["loss"].append(loss)
+        self.history["tau_mean"].append(tau)
+        if self.score_hard_samples:
+            hits = (predictions == self.target).all(-1).nonzero().flatten().tolist()
+            for index in hits:
+                self.offer(view.sample_index[index], self.steps)
+        if self.steps % self.eval_every == 0:
+            scores = [self.offer(row.argmax(-1), self.steps) for row in view.logits]
+            record_eval(self.history, self.steps, max(scores, key=PromptScore.key), view.temperature[0], self.soft_lcs)
+            self.tracker.log(self.steps, {"loss/target_ce": loss, "relax/tau_mean": tau,
+                                          "eval/lcs_ratio": max(s.lcs_ratio for s in scores),
+                                          "eval/best_lcs_ratio": self.best.score.lcs_ratio})
+        return self.done()
+
+    def done(self) -> bool:
+        exact = self.best.score is not None and self.best.score.exact_match
+        capped = self.max_steps is not None and self.steps >= self.max_steps
+        return exact or capped or self.clock.expired()
+
+    def offer(self, prompt_index: torch.Tensor, step: int) -> PromptScore:
+        """Score one prompt (L,) of prompt-vocabulary indices (cached by ids) and offer it as the best."""
+        prompt = self.lm.to_model_ids(prompt_index)  # (L,)
+        key = tuple(prompt.tolist())
+        if key not in self.cache:
+            self.cache[key] = evaluate_prompts(self.lm, prompt.unsqueeze(0), self.problem.target_ids)[0]
+            self.eval_tokens += self.tokens_per_pass
+        self.best.offer(self.cache[key], step)
+        return self.cache[key]
+
+    def offer_final(self, logits: torch.Tensor) -> None:
+        """Score the argmax prompt of every returned trajectory (B, L, V)."""
+        for row in logits:
+            self.offer(row.argmax(-1), self.steps)
+
+
+def build_result(method: str, config: Any, problem: Problem, monitor: DiscreteMonitor, *, backward_tokens: int,
+                 wall_time_s: float) -> Result:
+    """The shared Result from what the monitor saw: the best discrete prompt and its greedy output."""
+    lm, score, history = problem.lm, monitor.best.score, monitor.history
+    metrics = {
+        "eval/exact_match": score.exact_match,
+        "eval/lcs_ratio": score.lcs_ratio,
+        "eval/token_accuracy": score.token_accuracy,
+        "eval/roundtrip_exact": roundtrip_exact(lm, score.prompt_ids, problem.target_ids),
+        "paper/soft_tf_lcs_ratio": monitor.soft_lcs,
+        "loss/final": history["loss"][-1] if history["loss"] else None,
+    }
+    return Result(
+        method=method, config=asdict(config), seed=problem.seed,
+        target_ids=list(problem.target_ids), target_text=lm.decode(problem.target_ids),
+        prompt_ids=list(score.prompt_ids), prompt_text=lm.decode(score.prompt_ids),
+        output_ids=list(score.output_ids), output_text=lm.decode(score.output_ids), metrics=metrics,
+        success_step=monitor.best.step if score.exact_match else None, steps_run=monitor.steps,
+        wall_time_s=wall_time_s, forward_tokens=monitor.train_tokens + monitor.eval_tokens,
+        backward_tokens=backward_tokens, history=history,
+    )
+
+
+def empty_history() -> dict[str, list]:
+    return {"loss": [], "tau_mean": [], "eval_step": [], "eval_lcs_ratio": [], "eval_exact_match": [],
+            "soft_tf_lcs_ratio": [], "tau": []}
+
+
+def record_eval(history: dict, step: int, score: PromptScore, tau: torch.Tensor, soft_lcs: float) -> None:
+    history["eval_step"].append(step)
+    history["eval_lcs_ratio"].append(score.lcs_ratio)
+    history["eval_exact_match"].append(score.exact_match)
+    history["soft_tf_lcs_ratio"].append(soft_lcs)
+    history["tau"].append([round(float(t), 4) for t in tau])

@@ -1,0 +1,102 @@
+"""Inversion by an engine program: stages of the gradient optimiser judged by the shared evaluator.
+
+A program is a list of stages (engine.StageConfig fields, optionally with their own objectives);
+each continues from the logits the previous one returned. The default objective is the
+teacher-forced target CE. `DiscreteMonitor` greedy-decodes each trajectory's argmax prompt every
+`eval_every` steps (counted across stages) and stops the whole program on an exact match.
+
+    method = ProgramMethod(anneal_inversion())
+    result = method.run(Problem(lm=lm, target_ids=ids, prompt_length=8), Budget(seconds=120))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from softtoken.engine import NonFiniteGradientError, program_from_dict, run_program
+from softtoken.engine.presets import relaxed_stage, sharpening_stage, straight_through_stage
+from softtoken.methods.base import (
+    Budget,
+    Clock,
+    NonFiniteLossError,
+    NullTracker,
+    Problem,
+    Result,
+    Tracker,
+    register_method,
+)
+from softtoken.methods.monitoring import DiscreteMonitor, build_result
+from softtoken.objectives import ObjectiveContext, TargetCE
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramConfig:
+    """A program as plain data: stages are StageConfig fields (+ optional `objectives`) as in YAML."""
+
+    stages: tuple[Mapping[str, Any], ...]  # at least one stage; prompt_length comes from the problem
+    eval_every: int = 10  # steps (across stages) between discrete evaluations of every trajectory, >= 1
+    score_hard_samples: bool = False  # also confirm straight-through samples whose TF argmax is the target
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError("ProgramConfig.stages must hold at least one stage, got ()")
+        if self.eval_every < 1:
+            raise ValueError(f"ProgramConfig.eval_every must be >= 1, got {self.eval_every}")
+        object.__setattr__(self, "stages", tuple(dict(stage) for stage in self.stages))
+        self.build(prompt_length=1)  # validates every stage now, not at run time
+        trajectories = {stage.config.trajectories for stage in self.build(prompt_length=1)}
+        if len(trajectories) != 1:
+            raise ValueError(f"ProgramConfig: every stage needs the same number of trajectories, got {trajectories}")
+
+    @property
+    def epochs(self) -> int:
+        """Total steps over all stages."""
+        return sum(stage.config.steps for stage in self.build(prompt_length=1))
+
+    def build(self, *, prompt_length: int):
+        """The engine stages for a prompt of `prompt_length` tokens (default objective: target CE)."""
+        stages = program_from_dict({"stages": list(self.stages)}, default_objectives=(TargetCE(),))
+        return tuple(replace(stage, config=replace(stage.config, prompt_length=prompt_length)) for stage in stages)
+
+
+@register_method("program")
+class ProgramMethod:
+    """Run an engine program on the inversion problem; return the best discrete prompt seen."""
+
+    name = "program"
+    config_class = None  # a program has no default; use a preset or a YAML file
+
+    def __init__(self, config: ProgramConfig) -> None:
+        self.config = config
+
+    def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
+        budget = budget or Budget()
+        clock = Clock(budget.seconds)
+        stages = self.config.build(prompt_length=problem.prompt_length)
+        labels = {o.label for stage in stages for o in stage.objectives if o.label.startswith("target")}
+        if not labels:
+            raise ValueError("an inversion program needs a 'target' or 'target_free' objective in every stage")
+        monitor = DiscreteMonitor(problem, label=sorted(labels)[0], eval_every=self.config.eval_every,
+                                  score_hard_samples=self.config.score_hard_samples, clock=clock,
+                                  tracker=tracker or NullTracker(), max_steps=budget.steps)
+        try:
+            result = run_program(problem.lm, stages, ObjectiveContext(target_ids=problem.target_ids),
+                                 seed=problem.seed, monitor=monitor)
+        except NonFiniteGradientError as err:
+            raise NonFiniteLossError(f"program: {err}") from err
+        monitor.offer_final(result.final.logits)
+        backward = monitor.train_tokens  # every training pass is also a backward pass
+        for stage, outcome in zip(stages, result.stages):
+            if not outcome.stopped_early:  # the engine scored each stage's final logits once more
+                monitor.train_tokens += stage.config.trajectories * stage.config.samples * monitor.tokens_per_pass
+        return build_result(self.name, self.config, problem, monitor, backward_tokens=backward,
+                            wall_time_s=clock.elapsed())
+
+
+def anneal_inversion() -> ProgramConfig:
+    """Relaxed logits -> sharpening softmax -> hard straight-through, 4 trajectories, target CE."""
+    stages = (relaxed_stage(), sharpening_stage(), straight_through_stage())
+    return ProgramConfig(stages=tuple(replace(stage, trajectories=4).to_dict() for stage in stages),
+                         eval_every=10, score_hard_samples=True)
