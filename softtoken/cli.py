@@ -13,12 +13,16 @@ from softtoken.api import design as run_design
 from softtoken.api import method_from_config
 from softtoken.experiments.files import write_json_atomic
 from softtoken.experiments.progress import ProgressBarTracker
+from softtoken.latent.cli import app as latent_app
 from softtoken.lm.embedded import EmbeddedModelMissing
 from softtoken.lm.softlm import as_softlm
 from softtoken.methods import Budget, Problem, Result, build_method
 
 app = typer.Typer(help="Optimise what goes into a frozen causal language model.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
+
+app.add_typer(latent_app, name="latent", help="Adaptive latent reasoning: SFT, GRPO, evaluation.")
+
 
 @app.callback()
 def root() -> None:

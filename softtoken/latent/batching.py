@@ -9,6 +9,7 @@ to k latent steps costs k + 2 backbone calls instead of k + (spread of suffix le
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +38,14 @@ class Batch:
     target: torch.Tensor  # (B,) KD target positions
 
 
+@functools.lru_cache(maxsize=8)
+def _answer_pieces(tokenizer: Any) -> tuple[list[int], ...]:
+    return tuple(encode(tokenizer, piece) for piece in ANSWER_PIECES)
+
+
 def _suffix(tokenizer: Any, answer: str, eos: int) -> tuple[list[int], int, int]:
     """Answer suffix ids and the offsets of ':' and of the token right before the digits."""
-    pieces = [encode(tokenizer, piece) for piece in ANSWER_PIECES]
+    pieces = _answer_pieces(tokenizer)
     colon = len(pieces[0])
     before_digits = colon + len(pieces[1])
     return [i for p in pieces for i in p] + encode(tokenizer, answer) + [eos], colon, before_digits

@@ -8,6 +8,7 @@ Layout of a run directory:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -99,9 +100,7 @@ def export_model(directory: Path, model: LatentLM, tokenizer: Any) -> Path:
     """Save a standalone model: merged backbone (safetensors), tokenizer, latent rows and filter."""
     directory.mkdir(parents=True, exist_ok=True)
     base = model.base
-    if hasattr(base, "peft_config"):
-        import copy
-
+    if model.lora_wrapped:
         base = copy.deepcopy(base).merge_and_unload()
     base.save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -38,6 +38,26 @@ def find_number(text: str) -> float | None:
 
 NAMES = ("Tom", "Ann", "Sam", "Mia", "Ben", "Eva")
 ITEMS = ("apples", "pens", "coins", "cards", "books")
+OPENING = "{name} has {value} {item}."
+SENTENCES = {  # one sentence per calculator step
+    "add": " {name} gets {b} more.",
+    "sub": " {name} gives away {c}.",
+    "mul": " {name} gets {f} times as many.",
+    "add_sub": " {name} gets {b} more and gives away {c}.",
+}
+CLOSING = " How many {item} does {name} have?"
+NL_STEP = "{name} has {equation} {item}."
+
+
+def template_texts() -> list[str]:
+    """Every template filled with every name and item: the word inventory of the generator."""
+    fill = {"b": 1, "c": 2, "f": 3, "value": 4, "equation": "4+1=5"}
+    texts = []
+    for name in NAMES:
+        for item in ITEMS:
+            parts = [OPENING, *SENTENCES.values(), CLOSING, NL_STEP, " ", NL_STEP]
+            texts.append("".join(p.format(name=name, item=item, **fill) for p in parts))
+    return texts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,30 +94,28 @@ def _draw(generator: torch.Generator, low: int, high: int) -> int:
 def _one_step(value: int, name: str, config: SyntheticConfig, gen: torch.Generator) -> tuple[str, str, int]:
     """(sentence, equation, new value); the operation is redrawn until the value stays in range."""
     while True:
-        kind = _draw(gen, 0, 2)
+        kind = ("add", "sub", "mul")[_draw(gen, 0, 2)]
         if float(torch.rand((1,), generator=gen)) < config.multi_operand_rate:
-            kind = 3
+            kind = "add_sub"
         b, c = _draw(gen, 1, config.max_operand), _draw(gen, 1, config.max_operand)
-        if kind == 0 and value + b <= config.max_value:
-            return f" {name} gets {b} more.", f"{value}+{b}={value + b}", value + b
-        if kind == 1 and c <= value:
-            return f" {name} gives away {c}.", f"{value}-{c}={value - c}", value - c
-        factor = 2 + b % 2
-        if kind == 2 and value * factor <= config.max_value:
-            return f" {name} gets {factor} times as many.", f"{value}*{factor}={value * factor}", value * factor
-        if kind == 3 and 0 <= value + b - c <= config.max_value:
-            return f" {name} gets {b} more and gives away {c}.", f"{value}+{b}-{c}={value + b - c}", value + b - c
+        f = 2 + b % 2
+        results = {"add": (f"{value}+{b}", value + b), "sub": (f"{value}-{c}", value - c),
+                   "mul": (f"{value}*{f}", value * f), "add_sub": (f"{value}+{b}-{c}", value + b - c)}
+        expression, result = results[kind]
+        if 0 <= result <= config.max_value:
+            return SENTENCES[kind].format(name=name, b=b, c=c, f=f), f"{expression}={result}", result
 
 
 def synthetic_row(config: SyntheticConfig, gen: torch.Generator) -> Row:
     name, item = NAMES[_draw(gen, 0, len(NAMES) - 1)], ITEMS[_draw(gen, 0, len(ITEMS) - 1)]
     value = _draw(gen, 1, config.max_operand)
-    question, steps = f"{name} has {value} {item}.", []
+    question, steps = OPENING.format(name=name, value=value, item=item), []
     for _ in range(_draw(gen, config.min_steps, config.max_steps)):
         sentence, equation, value = _one_step(value, name, config, gen)
         question += sentence
-        steps.append(f"{name} has {equation} {item}." if config.natural_language else f"<<{equation}>>")
-    return {"question": f"{question} How many {item} does {name} have?", "steps": steps, "answer": str(value)}
+        steps.append(NL_STEP.format(name=name, equation=equation, item=item) if config.natural_language
+                     else f"<<{equation}>>")
+    return {"question": question + CLOSING.format(item=item, name=name), "steps": steps, "answer": str(value)}
 
 
 def generate_synthetic(config: SyntheticConfig) -> list[Row]:
@@ -132,6 +150,7 @@ def load_rows(data: str | None, data_name: str, split: str) -> list[Row]:
         raise ValueError(f"data path not found: {data!r}")
     text = path.read_text()
     rows = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
+    logger.info("loaded %d rows from %s", len(rows), path)
     for row in rows[:1]:
         if not {"question", "steps", "answer"} <= set(row):
             raise ValueError(f"rows in {str(path)!r} need question, steps and answer; got keys {sorted(row)}")

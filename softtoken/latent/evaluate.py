@@ -14,7 +14,6 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
-
 from softtoken.latent.data import find_number
 from softtoken.latent.generation import generate
 from softtoken.latent.model import LatentLM
@@ -100,7 +99,7 @@ def evaluate(model: LatentLM, tokenizer: Any, rows: list[dict], config: EvalConf
                        max_latent_steps=model.settings.max_latent_steps)
         truncated += sum(out.truncated)
         scored += [score(p, c, r["answer"], tokenizer=tokenizer, ids=model.ids, latent=config.latent_thinking,
-                         require_eos=False) for p, c, r in zip(prompts, out.completions, chunk)]
+                         require_eos=False) for p, c, r in zip(prompts, out.completions, chunk, strict=True)]
     model.train(was_training)
     lengths = [s.length for s in scored]
     return EvalResult(

@@ -18,6 +18,7 @@ from softtoken.latent.model import LatentLM
 class Generation:
     completions: list[list[int]]  # generated ids per row, up to and including eos
     truncated: list[bool]  # no eos within max_new_tokens
+    logits: torch.Tensor | None = None  # (B, steps, V) before the cap mask, when requested
 
 
 def left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,7 +38,8 @@ def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator
 
 @torch.no_grad()
 def generate(model: LatentLM, prompts: list[list[int]], *, max_new_tokens: int, max_latent_steps: int,
-             temperature: float = 0.0, generator: torch.Generator | None = None) -> Generation:
+             temperature: float = 0.0, generator: torch.Generator | None = None,
+             return_logits: bool = False) -> Generation:
     """Decode after prompts that may end inside an open latent block (e.g. with <START>)."""
     ids, mask = left_pad(prompts, model.ids.pad)
     out = model(ids, mask)
@@ -47,7 +49,9 @@ def generate(model: LatentLM, prompts: list[list[int]], *, max_new_tokens: int, 
     positions = mask.sum(-1)  # next position id per row
     done = torch.zeros(len(prompts), dtype=torch.bool)
     steps: list[torch.Tensor] = []
+    raw: list[torch.Tensor] = []
     for _ in range(max_new_tokens):
+        raw.append(logits)
         at_cap = ((last == model.ids.start) | (last == model.ids.cont)) & (n_cont >= max_latent_steps)
         logits = logits.masked_fill(at_cap[:, None] & (torch.arange(logits.shape[-1]) == model.ids.cont), float("-inf"))
         token = _choose(logits, temperature, generator).masked_fill(done, model.ids.pad)  # (B,)
@@ -61,7 +65,9 @@ def generate(model: LatentLM, prompts: list[list[int]], *, max_new_tokens: int, 
         hidden, _, cache, h = model.run(model.embed(token[:, None]), thinking, mask, positions[:, None], cache, h)
         logits = model.unembed(hidden, model.binary_positions(token[:, None]))[:, -1]
         positions, last = positions + 1, token
-    return _collect(torch.stack(steps, dim=1), model.ids.eos)
+    result = _collect(torch.stack(steps, dim=1), model.ids.eos)
+    result.logits = torch.stack(raw, dim=1) if return_logits else None  # (B, steps, V)
+    return result
 
 
 def _collect(tokens: torch.Tensor, eos: int) -> Generation:

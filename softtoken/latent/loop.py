@@ -109,7 +109,11 @@ class GuardedLoop:
         self.log({"step": step, "rollback": reason, "to": target.name})
 
     def run(self, step_fn: Callable[[int], tuple[float, dict]], after_step: Callable[[int], dict] | None = None) -> None:
+        from tqdm.auto import tqdm
+
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        # disable=None: a bar on terminals only, silent in logs and tests.
+        progress = tqdm(total=self.config.steps, initial=self.state.step, desc="steps", disable=None)
         while self.state.step < self.config.steps:
             step = self.state.step
             if step in self.state.skipped:
@@ -123,6 +127,7 @@ class GuardedLoop:
             reason = self._divergence(loss, grad_norm)
             if reason:
                 self.rollback(step, reason)
+                progress.n = self.state.step
                 continue
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -130,9 +135,12 @@ class GuardedLoop:
             self.state.loss_ema = loss if ema is None else _EMA * ema + (1 - _EMA) * loss
             self.state.good_steps += 1
             self.state.step += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.4g}")
             record = {"step": self.state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, **metrics}
             if after_step is not None:
                 record.update(after_step(self.state.step))
             self.log(record)
             if self.state.step % self.config.save_every == 0 or self.state.step == self.config.steps:
                 self.save()
+        progress.close()

@@ -22,6 +22,7 @@ def prepare_trainable(model: LatentLM, lora: LoraOptions, *, latent_run: bool) -
         config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                             target_modules=list(lora.target_modules))
         model.base = get_peft_model(model.base, config)
+        model.lora_wrapped = True
     else:
         for p in model.base.parameters():
             p.requires_grad_(True)

@@ -64,6 +64,7 @@ class LatentLM(nn.Module):
     def __init__(self, base: nn.Module, ids: TokenIds, settings: LatentSettings) -> None:
         super().__init__()
         self.base, self.ids, self.settings = base, ids, settings
+        self.lora_wrapped = False  # set by lora.prepare_trainable when `base` becomes a PeftModel
         causal = self.causal
         hidden = causal.config.hidden_size
         self.base_vocab = causal.lm_head.out_features
@@ -81,7 +82,7 @@ class LatentLM(nn.Module):
     @property
     def causal(self) -> nn.Module:
         """The underlying *ForCausalLM (inside a PEFT wrapper when LoRA is on)."""
-        return self.base.get_base_model() if hasattr(self.base, "peft_config") else self.base
+        return self.base.get_base_model() if self.lora_wrapped else self.base
 
     @property
     def out_rows(self) -> torch.Tensor:
@@ -129,7 +130,7 @@ class LatentLM(nn.Module):
         if bool(((ids == self.ids.end) & mask.bool()).any()):
             raise ValueError("<END> may not appear in input ids; close a latent block with <|STOP|>")
         latent = torch.tensor([self.ids.start, self.ids.cont, self.ids.stop], device=ids.device)
-        for row, col in zip(*torch.nonzero(torch.isin(ids, latent) & mask.bool(), as_tuple=True)):
+        for row, col in zip(*torch.nonzero(torch.isin(ids, latent) & mask.bool(), as_tuple=True), strict=True):
             token, prev = int(ids[row, col]), int(ids[row, col - 1]) if col > 0 else -1
             inside_prev = prev in (self.ids.start, self.ids.cont)
             if (token == self.ids.start) == inside_prev:
@@ -167,7 +168,7 @@ class LatentLM(nn.Module):
             layers.append(out.hidden_states)
             h_prev, col = out.last_hidden_state[:, -1], end
         hidden = torch.cat(hiddens, dim=1)  # (B, T, D)
-        stacked = tuple(torch.cat(parts, dim=1) for parts in zip(*layers)) if output_hidden_states else None
+        stacked = tuple(torch.cat(parts, dim=1) for parts in zip(*layers, strict=True)) if output_hidden_states else None
         return hidden, stacked, cache, h_prev
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, output_hidden_states: bool = False) -> LatentOutput:

@@ -22,16 +22,15 @@ _NUMBER = r"[0-9][0-9a-zA-Z.+\-]*"
 
 
 def parse_number(text: str) -> float:
-    """`0p1` -> 0.1, `85p` -> 0.85, `30k` -> 30000.0, `4k` -> 4000.0, `8e-4` -> 0.0008."""
-    match = re.fullmatch(r"(\d+)p(\d+)", text)
-    if match:
-        return float(f"{match.group(1)}.{match.group(2)}")
-    if re.fullmatch(r"\d+(\.\d+)?p", text):
-        return float(text[:-1]) / 100.0
-    if re.fullmatch(r"\d+(\.\d+)?k", text):
-        return float(text[:-1]) * 1000.0
+    """`0p1` -> 0.1, `3p5e-3` -> 0.0035, `85p` -> 0.85 (percent), `30k` -> 30000.0, `8e-4` -> 0.0008."""
+    body = re.sub(r"(?<=\d)p(?=\d)", ".", text)
+    scale = 1.0
+    if body.endswith("p"):
+        body, scale = body[:-1], 0.01
+    elif body.endswith("k"):
+        body, scale = body[:-1], 1000.0
     try:
-        return float(text)
+        return float(body) * scale
     except ValueError:
         raise ValueError(f"cannot read {text!r} as a number (examples: 0p1, 85p, 30k, 8e-4)") from None
 

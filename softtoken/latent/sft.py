@@ -20,8 +20,8 @@ from softtoken.latent.checkpoint import export_model
 from softtoken.latent.data import STEP_JOIN
 from softtoken.latent.evaluate import evaluate
 from softtoken.latent.loop import GuardedLoop, LoopConfig
-from softtoken.latent.losses import at_positions, distill, masked_mean, select_blocks, shifted_ce
 from softtoken.latent.lora import make_optimizer
+from softtoken.latent.losses import at_positions, distill, masked_mean, select_blocks, shifted_ce
 from softtoken.latent.model import LatentLM
 from softtoken.latent.options import EvalConfig, SftConfig
 
@@ -68,26 +68,26 @@ def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: Sft
     kd = student is not None and (config.codi_weight > 0 or config.mean_reasoning_weight > 0)
     t_out = model(teacher.ids, teacher.mask, output_hidden_states=kd)
     loss = teacher_ce = shifted_ce(t_out.logits, teacher.labels)
-    metrics = {"loss/teacher_ce": float(teacher_ce)}
+    metrics = {"loss/teacher_ce": float(teacher_ce.detach())}
     if student is None:
         return loss, metrics
     s_out = model(student.ids, student.mask, output_hidden_states=kd)
     student_ce = shifted_ce(s_out.logits, student.labels)
     loss = loss + student_ce
-    metrics["loss/student_ce"] = float(student_ce)
+    metrics["loss/student_ce"] = float(student_ce.detach())
     if config.codi_weight > 0:
         t_blocks, s_blocks = select_blocks(t_out.layers, config.block_range), select_blocks(s_out.layers, config.block_range)
         codi = distill(at_positions(s_blocks, student.target), at_positions(t_blocks, teacher.target),
                        config.loss_calc, config.loss_norm)
         loss = loss + config.codi_weight * codi
-        metrics["loss/codi"] = float(codi)
+        metrics["loss/codi"] = float(codi.detach())
     if config.mean_reasoning_weight > 0:
         t_blocks, s_blocks = select_blocks(t_out.layers, config.block_range), select_blocks(s_out.layers, config.block_range)
         has = teacher.reasoning.any(-1)[:, None, None]  # rows without CoT tokens are zeroed on both sides
         mean = distill(masked_mean(s_blocks, student.reasoning) * has, masked_mean(t_blocks, teacher.reasoning) * has,
                        config.loss_calc, config.loss_norm)
         loss = loss + config.mean_reasoning_weight * mean
-        metrics["loss/mean_reasoning"] = float(mean)
+        metrics["loss/mean_reasoning"] = float(mean.detach())
     return loss, metrics
 
 
@@ -96,13 +96,17 @@ def train_sft(model: LatentLM, tokenizer: Any, rows: list[dict], val_rows: list[
     """Train in place, resuming from run_dir if it holds checkpoints; returns the final summary."""
     run_dir.mkdir(parents=True, exist_ok=True)
     pairs = build_pairs(rows, tokenizer, model, config)
+    if config.gc_if_necessary and not config.is_latent:
+        # Latent passes carry a KV cache between backbone calls, which checkpointing turns off; CoT passes do not.
+        model.causal.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = make_optimizer(model, config.lr, config.weight_decay, config.no_decay_some_params)
     loop = GuardedLoop(run_dir, model, optimizer, LoopConfig(
         steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, lr_schedule=config.lr_schedule,
         max_grad_norm=config.max_grad_norm, spike_factor=config.spike_factor, max_rollbacks=config.max_rollbacks,
         save_every=config.save_checkpoint_period))
     loop.start()
-    best = {"accuracy": -1.0}
+    best_file = run_dir / "best_val" / "val.json"  # survives resume, so best_val is never overwritten by a worse model
+    best = json.loads(best_file.read_text()) if best_file.is_file() else {"accuracy": -1.0}
 
     def step_fn(step: int) -> tuple[float, dict]:
         model.train()
@@ -110,11 +114,13 @@ def train_sft(model: LatentLM, tokenizer: Any, rows: list[dict], val_rows: list[
         total, metrics = 0.0, {}
         for start in range(0, len(chosen), config.micro_batch):
             part = chosen[start : start + config.micro_batch]
+            share = len(part) / len(chosen)  # micro-batch losses are means; weight them into the batch mean
             teacher = collate([p.teacher for p in part], model.ids.pad)
             student = collate([p.student for p in part], model.ids.pad) if config.is_latent else None
-            loss, metrics = sft_loss(model, teacher, student, config)
-            (loss * len(part) / len(chosen)).backward()
-            total += float(loss) * len(part) / len(chosen)
+            loss, parts = sft_loss(model, teacher, student, config)
+            (loss * share).backward()
+            total += float(loss.detach()) * share
+            metrics = {key: metrics.get(key, 0.0) + value * share for key, value in parts.items()}
         return total, metrics
 
     def after_step(step: int) -> dict:
@@ -122,8 +128,9 @@ def train_sft(model: LatentLM, tokenizer: Any, rows: list[dict], val_rows: list[
             return {}
         result = evaluate(model, tokenizer, val_rows, eval_config)
         if result.accuracy > best["accuracy"]:
-            best["accuracy"] = result.accuracy
+            best.update(accuracy=result.accuracy, step=step)
             export_model(run_dir / "best_val", model, tokenizer)
+            best_file.write_text(json.dumps(best))
         logger.info("step %d: val accuracy %.3f, mean length %.2f", step, result.accuracy, result.length_mean)
         return result.summary()
 

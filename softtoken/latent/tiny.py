@@ -7,15 +7,15 @@ from typing import Any
 
 import torch
 
-from softtoken.latent.data import SyntheticConfig, generate_synthetic
+from softtoken.latent.data import template_texts
+from softtoken.latent.model import LatentLM
+from softtoken.latent.options import LatentSettings
 from softtoken.latent.tokens import add_latent_tokens, build_word_tokenizer
 
 
 def synthetic_tokenizer() -> Any:
     """Word tokenizer covering every word the synthetic generator (both variants) can emit."""
-    rows = generate_synthetic(SyntheticConfig(num_examples=400, seed=12345))
-    rows += generate_synthetic(SyntheticConfig(num_examples=400, seed=54321, natural_language=True))
-    return build_word_tokenizer([r["question"] + " " + " ".join(r["steps"]) for r in rows])
+    return build_word_tokenizer(template_texts())
 
 
 def tiny_llama(vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2,
@@ -30,6 +30,15 @@ def tiny_llama(vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)
+
+
+def tiny_latent_model(tokenizer: Any, *, hidden: int = 32, layers: int = 2, seed: int = 0, **settings: Any) -> LatentLM:
+    """LatentLM over a tiny random Llama whose vocabulary stops where the latent tokens start."""
+    ids = add_latent_tokens(tokenizer)
+    base = tiny_llama(min(ids.latent), hidden=hidden, layers=layers, seed=seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LatentLM(base, ids, LatentSettings(**settings))
 
 
 def save_tiny_model(out: str | Path, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,7 +50,13 @@ def add_latent_tokens(tokenizer: Any) -> TokenIds:
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return list(_encode_cached(tokenizer, text))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _encode_cached(tokenizer: Any, text: str) -> tuple[int, ...]:
+    # Teacher and student share prompts and answers; each text is tokenised once.
+    return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def prompt_ids(tokenizer: Any, ids: TokenIds, question: str) -> list[int]:

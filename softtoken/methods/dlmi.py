@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from softtoken.engine import NonFiniteGradientError, OptimizerConfig, Ramp, StageConfig, run_stage
+from softtoken.engine import NonFiniteGradientError, OptimizerConfig, Ramp, StageConfig, StepView, run_stage
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import (
     Budget,
@@ -35,11 +35,18 @@ from softtoken.methods.base import (
     Tracker,
     register_method,
 )
+from softtoken.methods.diagnostics import (
+    estimate_gradient_bias,
+    gradient_moments,
+    reinforce_reference_sampler,
+    variance_summary,
+)
 from softtoken.methods.monitoring import DiscreteMonitor, build_result
 from softtoken.objectives import FreeRunningTargetCE, Objective, ObjectiveContext, RelaxedFeedback, TargetCE
-from softtoken.relax import GUMBEL_KINDS, HARD_METHODS
+from softtoken.relax import GUMBEL_KINDS, HARD_METHODS, gumbel_noise, relax
 from softtoken.relax.temperature import THETA_INITS
 
+DIAGNOSTICS_SEED_OFFSET = 7_919  # diagnostics draw from seed + this, never from the run's stream
 INIT_STRATEGIES = ("randn", "zeros", "normal")
 LOSSES = ("crossentropy",)
 
@@ -72,6 +79,16 @@ class DLMIConfig:
     losses: str = "crossentropy"
     eval_every: int = 10  # steps between discrete evaluations, >= 1
     score_hard_samples: bool = False  # ST + TF only: every hard sample is a discrete prompt, scored for free
+    # Gradient diagnostics (dlmi-reference.md §6.2-6.3); they draw from their own generator, so the
+    # trajectory is the same with and without them. Period 0 = off.
+    stgs_grad_variance_period: int = 0  # steps between variance measurements
+    stgs_grad_variance_samples: int = 0  # fresh STGS gradient samples of Z per measurement (>= 2 enables)
+    stgs_grad_bias_period: int = 0  # steps between STGS - REINFORCE mean-gradient differences
+    stgs_grad_bias_samples: int = 0  # STGS samples (>= 1 enables; shared with the variance samples)
+    stgs_grad_bias_reference_samples: int = 0  # REINFORCE reference samples (>= 1 enables)
+    stgs_grad_bias_reference_use_baseline: bool = True
+    stgs_grad_bias_reference_baseline_beta: float = 0.9
+    stgs_grad_bias_reference_reward_scale: float = 1.0
     eps: float = 1e-10
 
     def __post_init__(self) -> None:
@@ -107,6 +124,15 @@ class DLMIConfig:
             raise ValueError(f"DLMIConfig: {set_without_bptt} need bptt=True")
         if self.bptt_decouple_learnable_temperature and not self.bptt_learnable_temperature:
             raise ValueError("DLMIConfig: bptt_decouple_learnable_temperature=True needs bptt_learnable_temperature=True")
+        for name in ("stgs_grad_variance_period", "stgs_grad_variance_samples", "stgs_grad_bias_period",
+                     "stgs_grad_bias_samples", "stgs_grad_bias_reference_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"DLMIConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.stgs_grad_variance_period > 0 and self.stgs_grad_variance_samples < 2:
+            raise ValueError("DLMIConfig: stgs_grad_variance_period > 0 needs stgs_grad_variance_samples >= 2, "
+                             f"got {self.stgs_grad_variance_samples}")
+        if self.bptt and (self.stgs_grad_variance_period or self.stgs_grad_bias_period):
+            raise ValueError("DLMIConfig: gradient diagnostics are not supported with bptt=True")
         if self.score_hard_samples and not (self.stgs_hard and self.teacher_forcing):
             raise ValueError("DLMIConfig: score_hard_samples=True needs stgs_hard=True and teacher_forcing=True")
         if self.bptt_hidden_state_conditioning and self.bptt_learnable_temperature:
@@ -147,6 +173,55 @@ def dlmi_objective(config: DLMIConfig, lm: SoftLM, target_length: int, generator
     return FreeRunningTargetCE(feedback_module=feedback)
 
 
+class StgsDiagnostics:
+    """STGS gradient variance (Welford over fresh Gumbel draws) and the STGS - REINFORCE difference.
+
+    The bias figure compares two estimators of *different* objectives (relaxed soft-input loss vs.
+    expected discrete free-running loss), see methods/diagnostics.py; it is reported, not corrected.
+    """
+
+    def __init__(self, lm: SoftLM, config: DLMIConfig, problem: Problem, objective: Objective) -> None:
+        self.lm, self.config, self.objective = lm, config, objective
+        self.context = ObjectiveContext(target_ids=problem.target_ids)
+        self.target = torch.tensor(problem.target_ids, device=lm.device)
+        # An own stream: diagnostics must not shift the run's Gumbel draws.
+        self.generator = torch.Generator(device=lm.device).manual_seed(problem.seed + DIAGNOSTICS_SEED_OFFSET)
+
+    def __call__(self, view: StepView) -> dict[str, float]:
+        cfg, step = self.config, view.step
+        want_variance = cfg.stgs_grad_variance_period > 0 and step % cfg.stgs_grad_variance_period == 0
+        want_bias = (cfg.stgs_grad_bias_period > 0 and step % cfg.stgs_grad_bias_period == 0
+                     and cfg.stgs_grad_bias_samples >= 1 and cfg.stgs_grad_bias_reference_samples >= 1)
+        if not (want_variance or want_bias):
+            return {}
+        logits = view.logits[:1].detach().requires_grad_(True)  # (1, L, V)
+        tau = view.temperature[0].view(1, -1, 1)  # (1, n, 1)
+        stats, moments = {}, None
+        if want_variance:
+            moments = gradient_moments(lambda: self._stgs_gradient(logits, tau), cfg.stgs_grad_variance_samples)
+            stats |= variance_summary(moments, "diag/stgs_grad")
+        if want_bias:
+            reference = reinforce_reference_sampler(
+                self.lm, logits, self.target, self.generator, batch=cfg.batch_size,
+                use_baseline=cfg.stgs_grad_bias_reference_use_baseline,
+                baseline_beta=cfg.stgs_grad_bias_reference_baseline_beta,
+                reward_scale=cfg.stgs_grad_bias_reference_reward_scale)
+            stats |= estimate_gradient_bias(lambda: self._stgs_gradient(logits, tau), reference,
+                                            cfg.stgs_grad_bias_samples, cfg.stgs_grad_bias_reference_samples,
+                                            samples=moments)
+        return stats
+
+    def _stgs_gradient(self, logits: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """One B-sample STGS gradient of the mean loss w.r.t. Z (1, L, V), with fresh Gumbel noise."""
+        cfg = self.config
+        noise = gumbel_noise((cfg.batch_size, *logits.shape[1:]), generator=self.generator, kind=cfg.gumbel_kind,
+                             eps=cfg.eps, device=logits.device)
+        probs = relax(logits.expand(cfg.batch_size, -1, -1), tau, noise=noise, noise_scale=cfg.gumbel_noise_scale,
+                      hard=cfg.stgs_hard, hard_method=cfg.stgs_hard_method, generator=self.generator)
+        loss = self.objective.loss(self.lm, probs, self.context).mean()
+        return torch.autograd.grad(loss, logits)[0]
+
+
 @register_method("dlmi")
 class DLMI:
     """Gumbel-softmax inversion with learnable per-position temperatures and Adam on the logits."""
@@ -163,9 +238,10 @@ class DLMI:
         clock, steps = Clock(budget.seconds), budget.resolve_steps(cfg.epochs)
         generator = torch.Generator(device=lm.device).manual_seed(problem.seed)
         objective = dlmi_objective(cfg, lm, len(problem.target_ids), generator)
+        diagnostics = StgsDiagnostics(lm, cfg, problem, objective)
         monitor = DiscreteMonitor(problem, label=objective.label, eval_every=cfg.eval_every,
                                   score_hard_samples=cfg.score_hard_samples, clock=clock,
-                                  tracker=tracker or NullTracker())
+                                  tracker=tracker or NullTracker(), diagnostics=diagnostics)
         try:
             stage = run_stage(lm, dlmi_stage(cfg, problem.prompt_length, steps), [objective],
                               ObjectiveContext(target_ids=problem.target_ids), generator=generator, monitor=monitor)

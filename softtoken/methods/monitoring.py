@@ -9,6 +9,7 @@ costs no extra forward pass). `build_result` turns what it saw into the shared R
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -36,8 +37,9 @@ class DiscreteMonitor:
     """Engine monitor scoring discrete prompts; stops on exact match, deadline or step cap."""
 
     def __init__(self, problem: Problem, *, label: str, eval_every: int, score_hard_samples: bool,
-                 clock: Clock, tracker: Tracker, max_steps: int | None = None) -> None:
-        self.problem, self.lm, self.label = problem, problem.lm, label
+                 clock: Clock, tracker: Tracker, max_steps: int | None = None,
+                 diagnostics: Callable[[StepView], Mapping[str, float]] | None = None) -> None:
+        self.problem, self.lm, self.label, self.diagnostics = problem, problem.lm, label, diagnostics
         self.eval_every, self.score_hard_samples, self.max_steps = eval_every, score_hard_samples, max_steps
         self.clock, self.tracker = clock, tracker
         self.best, self.cache, self.history = BestPrompt(), {}, empty_history()
@@ -54,6 +56,8 @@ class DiscreteMonitor:
         loss, tau = view.loss.min().item(), view.temperature.mean().item()
         self.history["loss"].append(loss)
         self.history["tau_mean"].append(tau)
+        if self.diagnostics is not None:
+            self._record_diagnostics(self.diagnostics(view))
         if self.score_hard_samples:
             hits = (predictions == self.target).all(-1).nonzero().flatten().tolist()
             for index in hits:
@@ -65,6 +69,15 @@ class DiscreteMonitor:
                                           "eval/lcs_ratio": max(s.lcs_ratio for s in scores),
                                           "eval/best_lcs_ratio": self.best.score.lcs_ratio})
         return self.done()
+
+    def _record_diagnostics(self, values: Mapping[str, float]) -> None:
+        """Diagnostics (e.g. gradient variance) measured at this step go to the history and the tracker."""
+        if not values:
+            return
+        self.history.setdefault("diag_step", []).append(self.steps)
+        for key, value in values.items():
+            self.history.setdefault(key, []).append(value)
+        self.tracker.log(self.steps, dict(values))
 
     def done(self) -> bool:
         exact = self.best.score is not None and self.best.score.exact_match

@@ -6,16 +6,16 @@ import pytest
 import torch
 
 from softtoken.latent.data import SyntheticConfig, generate_synthetic
-from softtoken.latent.model import LatentLM
-from softtoken.latent.options import LatentSettings
-from softtoken.latent.tiny import synthetic_tokenizer, tiny_llama
+from softtoken.latent.tiny import synthetic_tokenizer, tiny_latent_model
 from softtoken.latent.tokens import add_latent_tokens
+
+# Tiny ops on a shared 2-core machine: one intra-op thread is ~6x faster than two (no spin-waiting).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
 def tokenizer():
     tok = synthetic_tokenizer()
-    tok.base_size = len(tok)  # the backbone's vocab; latent ids come after it
     add_latent_tokens(tok)
     return tok
 
@@ -25,16 +25,9 @@ def token_ids(tokenizer):
     return add_latent_tokens(tokenizer)
 
 
-def make_latent(tokenizer, *, hidden: int = 32, layers: int = 2, seed: int = 0, **settings) -> LatentLM:
-    base = tiny_llama(tokenizer.base_size, hidden=hidden, layers=layers, seed=seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return LatentLM(base, add_latent_tokens(tokenizer), LatentSettings(**settings))
-
-
 @pytest.fixture
 def latent_model(tokenizer):
-    return make_latent(tokenizer).eval()
+    return tiny_latent_model(tokenizer).eval()
 
 
 @pytest.fixture(scope="session")

@@ -149,3 +149,23 @@ def test_invert_api_runs_from_text(tiny_lm):
     assert result.target_ids == [9, 10] and result.steps_run <= 2 and result.config["temperature"] == 1.0
     with pytest.raises(ValueError, match="empty"):
         invert("", tiny_lm)
+
+
+def test_gradient_diagnostics_do_not_change_the_trajectory(tiny_lm):
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=2)
+    plain = DLMI(FAST).run(problem, Budget(steps=6))
+    watched = DLMI(dataclasses.replace(FAST, stgs_grad_variance_period=2, stgs_grad_variance_samples=3,
+                                       stgs_grad_bias_period=3, stgs_grad_bias_samples=2,
+                                       stgs_grad_bias_reference_samples=2)).run(problem, Budget(steps=6))
+    assert watched.history["loss"] == plain.history["loss"] and watched.prompt_ids == plain.prompt_ids
+    assert watched.history["diag_step"] == [2, 3, 4, 6]
+    variances = [v for v in watched.history["diag/stgs_grad_variance_max"]]
+    assert len(variances) == 3 and all(v > 0 for v in variances)  # steps 2, 4, 6
+    assert len(watched.history["diag/stgs_grad_bias_abs_max"]) == 2  # steps 3, 6
+
+
+def test_gradient_diagnostics_options_are_validated():
+    with pytest.raises(ValueError, match="stgs_grad_variance_samples >= 2"):
+        DLMIConfig(stgs_grad_variance_period=5, stgs_grad_variance_samples=1)
+    with pytest.raises(ValueError, match="bptt"):
+        DLMIConfig(teacher_forcing=False, bptt=True, stgs_grad_variance_period=5, stgs_grad_variance_samples=2)
