@@ -13,6 +13,7 @@ from softtoken.api import design as run_design
 from softtoken.api import method_from_config
 from softtoken.experiments.files import write_json_atomic
 from softtoken.experiments.progress import ProgressBarTracker
+from softtoken.cli_experiments import app as experiments_app
 from softtoken.latent.cli import app as latent_app
 from softtoken.lm.embedded import EmbeddedModelMissing
 from softtoken.lm.softlm import as_softlm
@@ -22,6 +23,7 @@ app = typer.Typer(help="Optimise what goes into a frozen causal language model."
                   pretty_exceptions_enable=False)
 
 app.add_typer(latent_app, name="latent", help="Adaptive latent reasoning: SFT, GRPO, evaluation.")
+app.add_typer(experiments_app)  # generate-targets, sweep, report, bench, hparams-table at the top level
 
 
 @app.callback()

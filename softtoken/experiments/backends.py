@@ -1,0 +1,110 @@
+"""Where runs execute: in this process, in N local worker processes, or as Ray tasks.
+
+Each backend maps tasks to records (in completion order); the driver appends them to one store, so
+results look the same whichever backend produced them.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from typing import Any
+
+from softtoken.experiments.runner import RunTask, execute_task, failed_record, iter_serial
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerDied(RuntimeError):
+    """A local worker process died; the sweep stops and can be resumed."""
+
+
+def _one_thread_unless_set(tasks: Sequence[RunTask]) -> list[RunTask]:
+    # N workers on N cores: one torch thread each, or they oversubscribe the CPU.
+    return [t if t.threads is not None else replace(t, threads=1) for t in tasks]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalBackend:
+    """`workers` = 1 runs in this process; more uses a spawn-started process pool."""
+
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    def run(self, tasks: Sequence[RunTask]) -> Iterator[dict[str, Any]]:
+        if self.workers == 1 or len(tasks) <= 1:
+            yield from iter_serial(tasks)
+            return
+        tasks = _one_thread_unless_set(tasks)
+        # spawn, not fork: forking a process that already holds torch threads can deadlock.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+            futures = {pool.submit(execute_task, task.to_dict()): task for task in tasks}
+            for finished, future in enumerate(as_completed(futures)):
+                try:
+                    record = future.result()
+                except BrokenProcessPool as err:
+                    # Which run killed the worker is unknown, so none is recorded as failed: resuming
+                    # re-runs the unfinished ones, and --workers 1 isolates a run that crashes every time.
+                    raise WorkerDied(
+                        f"a worker process died (killed or out of memory) with {len(futures) - finished} runs "
+                        "unfinished; finished runs are saved, run the same command again to resume "
+                        "(--workers 1 isolates a crashing run)") from err
+                yield record
+
+
+@dataclass(frozen=True, kw_only=True)
+class RayBackend:
+    """Ray tasks with CPU/GPU resources and retries; `address` None starts a local Ray with `local_cpus`."""
+
+    address: str | None = None  # e.g. "auto" or "ray://head:10001"
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0  # fractional values pack several small-model runs per GPU
+    max_retries: int = 3  # re-submissions when a worker process dies
+    local_cpus: int | None = None  # CPUs of a local Ray (address None); None: all
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_run <= 0 or self.gpus_per_run < 0 or self.max_retries < 0:
+            raise ValueError(f"RayBackend needs cpus_per_run > 0, gpus_per_run >= 0, max_retries >= 0, got "
+                             f"{self.cpus_per_run}, {self.gpus_per_run}, {self.max_retries}")
+
+    def run(self, tasks: Sequence[RunTask]) -> Iterator[dict[str, Any]]:
+        import ray  # optional extra
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            kwargs = {"address": self.address} if self.address else {"num_cpus": self.local_cpus}
+            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        threads = max(1, int(self.cpus_per_run))
+        tasks = [t if t.threads is not None else replace(t, threads=threads) for t in tasks]
+        remote = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
+                            max_retries=self.max_retries)(execute_task)
+        try:
+            pending = {remote.remote(task.to_dict()): task for task in tasks}
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    task = pending.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except ray.exceptions.RayError as err:
+                        yield failed_record(task, err)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+BACKENDS = {"local": LocalBackend, "ray": RayBackend}
+
+
+def make_backend(name: str, **kwargs: Any):
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; available: {sorted(BACKENDS)}")
+    return BACKENDS[name](**kwargs)

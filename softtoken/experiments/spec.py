@@ -1,0 +1,294 @@
+"""Sweep specs: YAML -> typed spec -> validated grid -> runs keyed by (method, config hash, seed, target id).
+
+    name: demo
+    model: null                      # HF id or directory; null = embedded model; --model overrides
+    dataset: {path: targets.json}    # or {generate: {k_max: 6, ...}} / {reconstruction: {...}}
+    prompt_length: 10
+    seeds: [10, 20]
+    budget: {steps: 200, seconds: null}
+    methods:
+      - label: DLMI(tau=100)
+        preset: dlmi-paper           # or method: dlmi
+        options: {batch_size: 8}
+        grid: {temperature: [1, 100]}
+        reference: {gradient_estimator: stgs}   # recorded for hparams-table only, never passed on
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TOP_KEYS = {"name", "model", "dataset", "prompt_length", "seeds", "budget", "methods", "device", "dtype",
+            "threads_per_run"}
+METHOD_KEYS = {"label", "method", "preset", "options", "grid", "seeds", "budget", "reference"}
+DATASET_KEYS = {"path", "generate", "reconstruction", "limit", "ids"}
+
+
+class SpecError(ValueError):
+    """A spec is invalid; the message lists every problem found, one per line."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("invalid spec:\n" + "\n".join(f"  - {e}" for e in self.errors))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetSpec:
+    steps: int | None = None  # optimiser steps per run; None: the method config's own
+    seconds: float | None = None  # wall-clock seconds per run; None: unlimited
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise ValueError(f"budget.steps must be an integer >= 1, got {self.steps!r}")
+        if self.seconds is not None and not (isinstance(self.seconds, (int, float)) and self.seconds > 0):
+            raise ValueError(f"budget.seconds must be > 0, got {self.seconds!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSpec:
+    path: str | None = None  # reference JSON, .jsonl or text file (relative to the spec file)
+    generate: Mapping[str, Any] | None = None  # RankKConfig fields
+    reconstruction: Mapping[str, Any] | None = None  # ReconstructionConfig fields
+    limit: int | None = None  # keep the first N targets
+    ids: tuple[str, ...] | None = None  # keep these target ids
+    base_dir: str = "."  # the spec file's directory; a relative `path` is read from there
+
+    @property
+    def resolved_path(self) -> Path | None:
+        if self.path is None:
+            return None
+        path = Path(self.path).expanduser()
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+    def __post_init__(self) -> None:
+        sources = [s for s in ("path", "generate", "reconstruction") if getattr(self, s) is not None]
+        if len(sources) != 1:
+            raise ValueError(f"dataset needs exactly one of path, generate, reconstruction; got {sources or 'none'}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"dataset.limit must be >= 1, got {self.limit}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodSpec:
+    label: str
+    method: str | None = None
+    preset: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    seeds: tuple[int, ...] | None = None  # None: the spec's seeds
+    budget: BudgetSpec | None = None  # None: the spec's budget
+    reference: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method is None and self.preset is None:
+            raise ValueError(f"method entry {self.label!r} needs `method` or `preset`")
+        empty = [k for k, v in self.grid.items() if len(v) == 0]
+        if empty:
+            raise ValueError(f"method entry {self.label!r}: grid values must be non-empty lists, empty: {empty}")
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Cartesian product of the grid (one empty point when there is no grid)."""
+        names = sorted(self.grid)
+        return [dict(zip(names, values)) for values in itertools.product(*(self.grid[n] for n in names))]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSpec:
+    name: str
+    dataset: DatasetSpec
+    methods: tuple[MethodSpec, ...]
+    model: str | None = None  # None: the embedded default model
+    prompt_length: int = 10
+    seeds: tuple[int, ...] = (0,)
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads_per_run: int | None = None  # torch threads in each run; None: 1 in worker processes
+
+    def __post_init__(self) -> None:
+        if self.prompt_length < 1:
+            raise ValueError(f"prompt_length must be >= 1, got {self.prompt_length}")
+        if not self.seeds:
+            raise ValueError("seeds must be a non-empty list")
+        if not self.methods:
+            raise ValueError("methods must be a non-empty list")
+        labels = [m.label for m in self.methods]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"method labels must be unique, repeated: {duplicates}")
+
+
+# ----------------------------------------------------------------------------- parsing
+def _check_keys(data: Mapping[str, Any], valid: set[str], where: str, errors: list[str]) -> None:
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        errors.append(f"{where}: unknown key(s) {unknown}; valid: {sorted(valid)}")
+
+
+def _build(cls: type, where: str, errors: list[str], **kwargs: Any) -> Any:
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        errors.append(f"{where}: {err}")
+        return None
+
+
+def _parse_budget(data: Any, where: str, errors: list[str]) -> BudgetSpec | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        errors.append(f"{where}: must be a mapping with steps and/or seconds, got {data!r}")
+        return None
+    _check_keys(data, {"steps", "seconds"}, where, errors)
+    return _build(BudgetSpec, where, errors, steps=data.get("steps"), seconds=data.get("seconds"))
+
+
+def _parse_method(data: Any, index: int, errors: list[str]) -> MethodSpec | None:
+    where = f"methods[{index}]"
+    if isinstance(data, str):
+        data = {"method": data}  # a bare name: a registered method or a preset
+    if not isinstance(data, Mapping):
+        errors.append(f"{where}: must be a mapping or a method/preset name, got {data!r}")
+        return None
+    _check_keys(data, METHOD_KEYS, where, errors)
+    grid = data.get("grid") or {}
+    bad_grid = [k for k, v in grid.items() if not isinstance(v, list)]
+    if bad_grid:
+        errors.append(f"{where}: grid values must be lists, not for {bad_grid}")
+        return None
+    label = str(data.get("label") or data.get("preset") or data.get("method") or f"method{index}")
+    seeds = data.get("seeds")
+    return _build(
+        MethodSpec, f"{where} ({label})", errors, label=label, method=data.get("method"), preset=data.get("preset"),
+        options=dict(data.get("options") or {}), grid={k: tuple(v) for k, v in grid.items()},
+        seeds=None if seeds is None else tuple(int(s) for s in seeds),
+        budget=_parse_budget(data.get("budget"), f"{where}.budget", errors), reference=dict(data.get("reference") or {}),
+    )
+
+
+def _parse_dataset(data: Any, base_dir: Path, errors: list[str]) -> DatasetSpec | None:
+    if isinstance(data, str):
+        data = {"path": data}
+    if not isinstance(data, Mapping):
+        errors.append(f"dataset: must be a path or a mapping, got {data!r}")
+        return None
+    _check_keys(data, DATASET_KEYS, "dataset", errors)
+    path = data.get("path")
+    ids = data.get("ids")
+    return _build(DatasetSpec, "dataset", errors, path=None if path is None else str(path), base_dir=str(base_dir),
+                  generate=data.get("generate"),
+                  reconstruction=data.get("reconstruction"), limit=data.get("limit"),
+                  ids=None if ids is None else tuple(str(i) for i in ids))
+
+
+def parse_spec(data: Any, base_dir: Path = Path(".")) -> SweepSpec:
+    """Turn a YAML mapping into a SweepSpec; every structural problem is collected into one SpecError."""
+    if not isinstance(data, Mapping):
+        raise SpecError([f"a spec must be a YAML mapping, got {type(data).__name__}"])
+    errors: list[str] = []
+    _check_keys(data, TOP_KEYS, "spec", errors)
+    for key in ("dataset", "methods"):
+        if key not in data:
+            errors.append(f"spec: missing required key {key!r}")
+    methods_raw = data.get("methods") or []
+    if not isinstance(methods_raw, list):
+        errors.append("methods: must be a list of method entries")
+        methods_raw = []
+    methods = [_parse_method(m, i, errors) for i, m in enumerate(methods_raw)]
+    dataset = _parse_dataset(data["dataset"], base_dir, errors) if "dataset" in data else None
+    budget = _parse_budget(data.get("budget"), "budget", errors) or BudgetSpec()
+    if errors:
+        raise SpecError(errors)
+    seeds = data.get("seeds", [0])
+    spec = _build(
+        SweepSpec, "spec", errors, name=str(data.get("name", "sweep")), dataset=dataset, methods=tuple(methods),
+        model=data.get("model"), prompt_length=int(data.get("prompt_length", 10)),
+        seeds=tuple(int(s) for s in (seeds if isinstance(seeds, list) else [seeds])), budget=budget,
+        device=str(data.get("device", "cpu")), dtype=str(data.get("dtype", "float32")),
+        threads_per_run=data.get("threads_per_run"),
+    )
+    if errors:
+        raise SpecError(errors)
+    return spec
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"spec file not found: {str(path)!r}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise SpecError([f"{path.name}: not valid YAML ({str(err).splitlines()[0]})"]) from err
+    return parse_spec(data, path.parent)
+
+
+# ----------------------------------------------------------------------------- grid points and keys
+@dataclass(frozen=True, kw_only=True)
+class ConfigPoint:
+    """One validated configuration of one method entry: what a run needs to rebuild its method."""
+
+    label: str
+    method: str  # registered method name
+    preset: str | None
+    options: Mapping[str, Any]  # entry options merged with the grid point
+    grid_point: Mapping[str, Any]
+    config: Mapping[str, Any]  # the full resolved method config
+    config_hash: str
+    seeds: tuple[int, ...]
+    budget: BudgetSpec
+
+
+def config_hash(method: str, config: Mapping[str, Any], *, prompt_length: int, budget: BudgetSpec,
+                model: str | None) -> str:
+    """Stable 12-hex hash of everything besides seed and target that changes a run's outcome."""
+    payload = {"method": method, "config": config, "prompt_length": prompt_length, "budget": asdict(budget),
+               "model": model}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def resolve_points(spec: SweepSpec) -> list[ConfigPoint]:
+    """Build every grid point's method; raise one SpecError listing every invalid point before anything runs."""
+    from softtoken.methods import METHODS, PRESETS, build_method  # keeps spec parsing free of torch imports
+
+    errors, points = [], []
+    for entry in spec.methods:
+        method, preset = entry.method, entry.preset
+        if preset is None and method not in METHODS and method in PRESETS:
+            method, preset = None, method  # `method: dlmi-paper` names a preset
+        for point in entry.grid_points():
+            options = {**entry.options, **point}
+            try:
+                runner = build_method(method, preset, options)
+            except ValueError as err:
+                where = f"{entry.label} {point}" if point else entry.label
+                errors.append(f"{where}: {str(err).splitlines()[0]}")
+                continue
+            config = asdict(runner.config)
+            budget = entry.budget or spec.budget
+            points.append(ConfigPoint(
+                label=entry.label, method=runner.name, preset=preset, options=options, grid_point=point,
+                config=config, seeds=entry.seeds or spec.seeds, budget=budget,
+                config_hash=config_hash(runner.name, config, prompt_length=spec.prompt_length, budget=budget,
+                                        model=spec.model),
+            ))
+    if errors:
+        raise SpecError(errors)
+    return points
+
+
+def run_key(method: str, config_hash_: str, seed: int, target_id: str) -> str:
+    return f"{method}/{config_hash_}/{seed}/{target_id}"
+
+
+def run_seed(key: str) -> int:
+    """A 31-bit seed derived from the run key alone, so a run does not depend on order or neighbours."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") & 0x7FFFFFFF

@@ -1,0 +1,100 @@
+import math
+
+import pytest
+
+from softtoken.experiments.plots import forward_filled_mean
+from softtoken.experiments.report import RunRow, load_runs, over_seeds, summarize, to_latex, write_report
+from softtoken.experiments.store import RunStore
+
+
+def _record(label, seed, target, k, *, lcs, exact, steps, history_lcs):
+    loss = [1.0 / (i + 1) for i in range(steps)]
+    return {
+        "key": f"{label}/h/{seed}/{target}", "status": "ok", "label": label, "seed": seed, "target_id": target,
+        "target_k": k,
+        "result": {"metrics": {"eval/exact_match": exact, "eval/lcs_ratio": lcs, "eval/token_accuracy": lcs},
+                   "wall_time_s": float(steps), "steps_run": steps, "success_step": steps if exact else None,
+                   "forward_tokens": 10 * steps, "prompt_ids": [1], "output_ids": [1]},
+        "history": {"loss": loss, "tau_mean": [1.0] * steps, "eval_step": list(range(1, len(history_lcs) + 1)),
+                    "eval_lcs_ratio": history_lcs, "eval_exact_match": [v == 1.0 for v in history_lcs]},
+    }
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.open_for_writing()
+    # Seed 1: one target solved early (stopped at step 2), one never solved (ran all 6 steps).
+    store.append(_record("M", 1, "a", 1, lcs=1.0, exact=True, steps=2, history_lcs=[0.5, 1.0]))
+    store.append(_record("M", 1, "b", 6, lcs=0.5, exact=False, steps=6, history_lcs=[0.0, 0.5, 0.25]))
+    # Seed 2: both unsolved.
+    store.append(_record("M", 2, "a", 1, lcs=0.5, exact=False, steps=6, history_lcs=[0.5, 0.5, 0.5]))
+    unsolved = _record("M", 2, "b", 6, lcs=0.0, exact=False, steps=6, history_lcs=[0.0, 0.0, 0.0])
+    unsolved["history"].update({"diag_step": [1, 4], "diag/stgs_grad_variance_max": [0.5, 0.25],
+                                "diag/stgs_grad_bias_abs_max": [0.1, 0.05]})
+    store.append(unsolved)
+    store.append({"key": "M/h/3/a", "status": "failed", "label": "M", "seed": 3, "target_id": "a",
+                  "error": "NonFiniteLossError: nan", "result": None})
+    return tmp_path / "run"
+
+
+def test_report_counts_early_stopped_targets_with_final_and_best_values(run_dir):
+    rows, failed, _ = load_runs(RunStore(run_dir))
+    assert len(rows) == 4 and len(failed) == 1
+    summary = summarize(rows)["M"]
+    assert summary["success"].mean == pytest.approx(0.25)  # 1 of 4 runs, the early-stopped one included
+    assert summary["lcs"].mean == pytest.approx((0.75 + 0.25) / 2)  # per-seed means 0.75 and 0.25
+    assert summary["final_lcs"].mean == pytest.approx(((1.0 + 0.25) / 2 + 0.25) / 2)
+    assert summary["by_k"][1]["lcs"].mean == pytest.approx(0.75)
+    assert summary["by_k"][6]["lcs"].mean == pytest.approx(0.25)
+    assert summary["lcs_auc"] == pytest.approx((0.75 + 0.25) / 2)
+    assert summary["time_to_success"] == pytest.approx(2.0)
+    assert summary["compute_to_success"] == pytest.approx(20.0)
+
+
+def test_over_seeds_gives_mean_and_standard_error_of_per_seed_means():
+    rows = [RunRow(label="M", seed=s, target_id=t, k=1, success=False, lcs=v, token_accuracy=v, final_lcs=v,
+                   final_success=False, wall_time_s=1.0, steps_run=1, success_step=None, forward_tokens=1)
+            for s, t, v in [(1, "a", 0.2), (1, "b", 0.4), (2, "a", 0.6), (2, "b", 0.8)]]
+    stat = over_seeds(rows, lambda r: r.lcs)
+    assert stat.mean == pytest.approx(0.5) and stat.n_seeds == 2
+    assert stat.stderr == pytest.approx(math.sqrt(((0.3 - 0.5) ** 2 + (0.7 - 0.5) ** 2) / 1) / math.sqrt(2))
+    assert math.isnan(over_seeds(rows[:2], lambda r: r.lcs).stderr)
+
+
+def test_forward_filled_mean_keeps_stopped_runs_at_their_last_value():
+    assert forward_filled_mean([[1.0, 1.0], [0.0, 0.5, 0.25, 0.0]]) == [0.5, 0.75, 0.625, 0.5]
+    assert forward_filled_mean([[], []]) == []
+
+
+def test_write_report_writes_markdown_html_latex_and_figures(run_dir):
+    pytest.importorskip("matplotlib")
+    paths = write_report(run_dir)
+    markdown, page = paths["markdown"].read_text(), paths["html"].read_text()
+    assert "| M | 4 | 2 | 2 | 0.250 ± 0.250 |" in markdown
+    assert "## LCS ratio by k" in markdown and "Failed runs (1)" in markdown and "NonFiniteLossError" in markdown
+    assert "<table>" in page and "0.250 ± 0.250" in page and "NonFiniteLossError" in page
+    for name in ("lcs_by_k.png", "loss.png", "tau.png", "eval_lcs.png", "grad_variance.png", "grad_bias.png"):
+        assert (run_dir / "figures" / name).read_bytes().startswith(b"\x89PNG")
+        assert f"figures/{name}" in markdown and f"figures/{name}" in page
+    assert "\\begin{tabular}" in paths["latex"].read_text()
+
+
+def test_latex_table_escapes_text_but_keeps_math_in_labels(run_dir):
+    rows, _, _ = load_runs(RunStore(run_dir))
+    rows = [RunRow(**{**row.__dict__, "label": "DLMI($\\tau=100$)_x & y"}) for row in rows]
+    latex = to_latex(summarize(rows))
+    assert "DLMI($\\tau=100$)\\_x \\& y" in latex
+
+
+def test_report_gives_each_grid_point_its_own_row(tiny_spec, tmp_path):
+    from softtoken.experiments.backends import LocalBackend
+    from softtoken.experiments.spec import parse_spec
+    from softtoken.experiments.sweep import run_sweep
+
+    data = tiny_spec(seeds=[1], dataset={**tiny_spec()["dataset"], "limit": 1})
+    data["methods"] = [{"label": "D", "method": "dlmi", "options": {"batch_size": 2, "eval_every": 2},
+                        "grid": {"temperature": [1.0, 10.0]}}]
+    run_sweep(parse_spec(data), tmp_path / "run", LocalBackend(), progress=False)
+    rows, _, _ = load_runs(RunStore(tmp_path / "run"))
+    assert sorted(r.label for r in rows) == ["D [temperature=1.0]", "D [temperature=10.0]"]
