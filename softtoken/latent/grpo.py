@@ -10,6 +10,12 @@ needed monkey-patched tokenizers and Cache attributes to fit TRL. The algorithm 
   loss_t = -A * exp(logp_t - sg(logp_t)) + beta * (exp(ref_t - logp_t) - (ref_t - logp_t) - 1)
   averaged over all completion tokens of the step (token-normalised, one policy update per batch,
   so the ratio is 1 and only its gradient matters). Stop decisions and answer tokens weigh the same.
+
+Exploration of the stop decision: after flat-k SFT the stop head is saturated (p_stop ~ 1e-4 before
+step k), so temperature-1 samples all stop at k and the relative-length term has nothing to compare.
+Load the start model with the latent setting `binary_head_temp_<T>` (`grpo --latent ...`): it
+divides both stop-head logits in the model itself, so sampling, the log-probs and the frozen
+reference all see the same tempered policy, and greedy decoding is unchanged (docs/latent.md, run 3b).
 """
 
 from __future__ import annotations

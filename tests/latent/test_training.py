@@ -6,17 +6,21 @@ the paper's penalty should shorten reasoning without costing accuracy.
 """
 
 import copy
+import dataclasses
 import statistics
 
 import pytest
+import torch
 
 from softtoken.latent import options as opts
 from softtoken.latent.data import SyntheticConfig, generate_synthetic, prepare_sft_rows
 from softtoken.latent.evaluate import evaluate
+from softtoken.latent.generation import generate
 from softtoken.latent.grpo import train_grpo
 from softtoken.latent.lora import prepare_trainable
 from softtoken.latent.sft import train_sft
 from softtoken.latent.tiny import tiny_latent_model
+from softtoken.latent.tokens import prompt_ids
 
 EVAL = opts.resolve("eval", "gsm8k-aug-val/latent_thinking/max_new_tokens_12/batch_size_64")
 NO_LORA = opts.resolve("lora", "")
@@ -80,6 +84,26 @@ def test_grpo_lowers_latent_count_and_keeps_accuracy(flat_model, tokenizer, tmp_
     assert after.latent_steps_mean < before.latent_steps_mean
     noise = 2 * (before.accuracy * (1 - before.accuracy) / before.n) ** 0.5 + 1 / before.n
     assert after.accuracy >= before.accuracy - noise
+
+
+def test_stop_head_temperature_keeps_greedy_decisions_and_opens_sampled_stops(flat_model, tokenizer):
+    """`binary_head_temp_<T>` as the GRPO rollout temperature of the stop decision (docs/latent.md, run 3):
+    after flat-k SFT the head is saturated, so samples at T=1 stop at k; T > 1 samples other counts,
+    while greedy decoding (evaluation) is unchanged because dividing both logits keeps their order."""
+    model, rows = flat_model
+    ids = model.ids
+    prompts = [prompt_ids(tokenizer, ids, r["question"]) + [ids.start] for r in rows[:16] for _ in range(8)]
+    results = {}
+    for temp in (1.0, 4.0):
+        tempered = copy.deepcopy(model)
+        tempered.settings = dataclasses.replace(model.settings, binary_head_temp=temp)
+        greedy = generate(tempered, prompts[::8], max_new_tokens=12, max_latent_steps=16).completions
+        sampled = generate(tempered, prompts, max_new_tokens=12, max_latent_steps=16, temperature=1.0,
+                           generator=torch.Generator().manual_seed(0)).completions
+        results[temp] = greedy, [c.count(ids.cont) for c in sampled]
+    assert results[4.0][0] == results[1.0][0]
+    off_k = {temp: sum(k != 2 for k in counts) for temp, (_, counts) in results.items()}
+    assert off_k[4.0] > max(8, 3 * off_k[1.0])
 
 
 @pytest.mark.parametrize("variant", ["", "no_cot/"])
