@@ -12,24 +12,41 @@ from softtoken.methods.base import (
     register_method,
 )
 from softtoken.methods.dlmi import DLMI, DLMIConfig, dlmi_paper, dlmi_paper_free
+from softtoken.methods.gcg import GCG, GCGConfig, gcg_paper_lmi
+from softtoken.methods.program import ProgramConfig, ProgramMethod, anneal_inversion
 from softtoken.methods.presets import PRESETS, build_method, get_preset, with_options
+from softtoken.methods.reinforce import Reinforce, ReinforceConfig, reinforce_default, reinforce_paper
+from softtoken.methods.soda import Soda, SodaConfig, soda_paper
 
 __all__ = [
     "DLMI",
+    "GCG",
     "METHODS",
     "PRESETS",
+    "ProgramConfig",
+    "ProgramMethod",
+    "anneal_inversion",
     "Budget",
     "DLMIConfig",
+    "GCGConfig",
     "NonFiniteLossError",
     "NullTracker",
     "Problem",
+    "Reinforce",
+    "ReinforceConfig",
     "Result",
+    "Soda",
+    "SodaConfig",
     "Tracker",
     "build_method",
     "dlmi_paper",
     "dlmi_paper_free",
+    "gcg_paper_lmi",
     "get_method_class",
     "get_preset",
     "register_method",
+    "reinforce_default",
+    "reinforce_paper",
+    "soda_paper",
     "with_options",
 ]

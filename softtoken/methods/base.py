@@ -37,19 +37,26 @@ class Problem:
 
 @dataclass(frozen=True, kw_only=True)
 class Budget:
-    """Stop after `steps` optimiser steps or `seconds` of wall time, whichever comes first."""
+    """Stop after `steps` optimiser steps, `seconds` of wall time or `forward_tokens` of compute,
+    whichever comes first (checked between steps)."""
 
     steps: int | None = None  # None: the method's configured number of steps
     seconds: float | None = None  # None: no time limit
+    forward_tokens: int | None = None  # None: no compute limit; positions through the model, all passes
 
     def __post_init__(self) -> None:
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"Budget.steps must be >= 1, got {self.steps}")
         if self.seconds is not None and not self.seconds > 0:
             raise ValueError(f"Budget.seconds must be > 0, got {self.seconds}")
+        if self.forward_tokens is not None and self.forward_tokens < 1:
+            raise ValueError(f"Budget.forward_tokens must be >= 1, got {self.forward_tokens}")
 
     def resolve_steps(self, configured: int) -> int:
         return configured if self.steps is None else self.steps
+
+    def compute_spent(self, forward_tokens: int) -> bool:
+        return self.forward_tokens is not None and forward_tokens >= self.forward_tokens
 
 
 class Clock:

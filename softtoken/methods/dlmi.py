@@ -241,7 +241,8 @@ class DLMI:
         diagnostics = StgsDiagnostics(lm, cfg, problem, objective)
         monitor = DiscreteMonitor(problem, label=objective.label, eval_every=cfg.eval_every,
                                   score_hard_samples=cfg.score_hard_samples, clock=clock,
-                                  tracker=tracker or NullTracker(), diagnostics=diagnostics)
+                                  tracker=tracker or NullTracker(), diagnostics=diagnostics,
+                                  max_forward_tokens=budget.forward_tokens)
         try:
             stage = run_stage(lm, dlmi_stage(cfg, problem.prompt_length, steps), [objective],
                               ObjectiveContext(target_ids=problem.target_ids), generator=generator, monitor=monitor)
@@ -252,7 +253,7 @@ class DLMI:
             monitor.train_tokens += cfg.batch_size * monitor.tokens_per_pass
         backward = monitor.steps * cfg.batch_size * monitor.tokens_per_pass
         return build_result(self.name, cfg, problem, monitor, backward_tokens=backward,
-                            wall_time_s=clock.elapsed())
+                            clock=clock)
 
 
 def dlmi_paper() -> DLMIConfig:

@@ -37,10 +37,11 @@ class DiscreteMonitor:
     """Engine monitor scoring discrete prompts; stops on exact match, deadline or step cap."""
 
     def __init__(self, problem: Problem, *, label: str, eval_every: int, score_hard_samples: bool,
-                 clock: Clock, tracker: Tracker, max_steps: int | None = None,
+                 clock: Clock, tracker: Tracker, max_steps: int | None = None, max_forward_tokens: int | None = None,
                  diagnostics: Callable[[StepView], Mapping[str, float]] | None = None) -> None:
         self.problem, self.lm, self.label, self.diagnostics = problem, problem.lm, label, diagnostics
         self.eval_every, self.score_hard_samples, self.max_steps = eval_every, score_hard_samples, max_steps
+        self.max_forward_tokens = max_forward_tokens
         self.clock, self.tracker = clock, tracker
         self.best, self.cache, self.history = BestPrompt(), {}, empty_history()
         self.tokens_per_pass = problem.prompt_length + len(problem.target_ids) - 1
@@ -82,7 +83,8 @@ class DiscreteMonitor:
     def done(self) -> bool:
         exact = self.best.score is not None and self.best.score.exact_match
         capped = self.max_steps is not None and self.steps >= self.max_steps
-        return exact or capped or self.clock.expired()
+        spent = self.max_forward_tokens is not None and self.train_tokens + self.eval_tokens >= self.max_forward_tokens
+        return exact or capped or spent or self.clock.expired()
 
     def offer(self, prompt_index: torch.Tensor, step: int) -> PromptScore:
         """Score one prompt (L,) of prompt-vocabulary indices (cached by ids) and offer it as the best."""
@@ -101,8 +103,11 @@ class DiscreteMonitor:
 
 
 def build_result(method: str, config: Any, problem: Problem, monitor: DiscreteMonitor, *, backward_tokens: int,
-                 wall_time_s: float) -> Result:
-    """The shared Result from what the monitor saw: the best discrete prompt and its greedy output."""
+                 clock: Clock) -> Result:
+    """The shared Result from what the monitor saw: the best discrete prompt and its greedy output.
+
+    The wall time is read last, so it includes the final evaluations (fair wall-clock comparisons).
+    """
     lm, score, history = problem.lm, monitor.best.score, monitor.history
     metrics = {
         "eval/exact_match": score.exact_match,
@@ -118,7 +123,7 @@ def build_result(method: str, config: Any, problem: Problem, monitor: DiscreteMo
         prompt_ids=list(score.prompt_ids), prompt_text=lm.decode(score.prompt_ids),
         output_ids=list(score.output_ids), output_text=lm.decode(score.output_ids), metrics=metrics,
         success_step=monitor.best.step if score.exact_match else None, steps_run=monitor.steps,
-        wall_time_s=wall_time_s, forward_tokens=monitor.train_tokens + monitor.eval_tokens,
+        wall_time_s=clock.elapsed(), forward_tokens=monitor.train_tokens + monitor.eval_tokens,
         backward_tokens=backward_tokens, history=history,
     )
 

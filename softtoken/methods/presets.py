@@ -9,6 +9,7 @@ from typing import Any
 from softtoken.methods.base import get_method_class
 from softtoken.methods.dlmi import DLMIConfig, dlmi_demo, dlmi_paper, dlmi_paper_free
 from softtoken.methods.gcg import GCGConfig, gcg_paper_lmi
+from softtoken.methods.program import anneal_inversion
 from softtoken.methods.reinforce import reinforce_default, reinforce_paper
 from softtoken.methods.soda import soda_paper
 
@@ -28,6 +29,7 @@ PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {
     "dlmi-paper": ("dlmi", dlmi_paper),
     "dlmi-paper-free": ("dlmi", dlmi_paper_free),
     "dlmi-demo": ("dlmi", dlmi_demo),
+    "anneal": ("program", anneal_inversion),
     "gbda": ("dlmi", gbda),
     "reinforce-paper": ("reinforce", reinforce_paper),
     "reinforce": ("reinforce", reinforce_default),
@@ -63,5 +65,7 @@ def build_method(method: str | None = None, preset: str | None = None, options: 
         cls = get_method_class(preset_method)
     else:
         cls = get_method_class(method or "dlmi")
+        if cls.config_class is None:
+            raise ValueError(f"method {method!r} has no default config: give a preset or a config file")
         config = cls.config_class()
     return cls(with_options(config, options or {}))

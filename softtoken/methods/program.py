@@ -80,7 +80,8 @@ class ProgramMethod:
             raise ValueError("an inversion program needs a 'target' or 'target_free' objective in every stage")
         monitor = DiscreteMonitor(problem, label=sorted(labels)[0], eval_every=self.config.eval_every,
                                   score_hard_samples=self.config.score_hard_samples, clock=clock,
-                                  tracker=tracker or NullTracker(), max_steps=budget.steps)
+                                  tracker=tracker or NullTracker(), max_steps=budget.steps,
+                                  max_forward_tokens=budget.forward_tokens)
         try:
             result = run_program(problem.lm, stages, ObjectiveContext(target_ids=problem.target_ids),
                                  seed=problem.seed, monitor=monitor)
@@ -92,7 +93,7 @@ class ProgramMethod:
             if not outcome.stopped_early:  # the engine scored each stage's final logits once more
                 monitor.train_tokens += stage.config.trajectories * stage.config.samples * monitor.tokens_per_pass
         return build_result(self.name, self.config, problem, monitor, backward_tokens=backward,
-                            wall_time_s=clock.elapsed())
+                            clock=clock)
 
 
 def anneal_inversion() -> ProgramConfig:

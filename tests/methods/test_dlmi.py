@@ -169,3 +169,13 @@ def test_gradient_diagnostics_options_are_validated():
         DLMIConfig(stgs_grad_variance_period=5, stgs_grad_variance_samples=1)
     with pytest.raises(ValueError, match="bptt"):
         DLMIConfig(teacher_forcing=False, bptt=True, stgs_grad_variance_period=5, stgs_grad_variance_samples=2)
+
+
+def test_forward_token_budget_stops_the_run(tiny_lm):
+    config = dataclasses.replace(FAST, eval_every=1000)
+    result = DLMI(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3), Budget(forward_tokens=50))
+    per_step = 4 * (3 + 3 - 1)
+    assert result.steps_run == 3  # 2 steps spend 40 < 50 tokens, the third reaches 60
+    assert result.backward_tokens == 3 * per_step
+    with pytest.raises(ValueError, match="forward_tokens"):
+        Budget(forward_tokens=0)

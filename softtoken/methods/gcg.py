@@ -1,0 +1,262 @@
+"""GCG: greedy coordinate gradient search over discrete prompts (Zou et al., arXiv 2307.15043).
+
+Each step takes the gradient of the teacher-forced target loss w.r.t. the one-hot prompt (1 x L x V, prompt
+vocabulary only), keeps the `topk` most negative entries per position, and builds `search_width` candidates
+by replacing `n_replace` random positions with tokens drawn uniformly from those top-k lists. Candidates
+that change under decode -> re-encode are dropped (`filter_ids`); the rest are scored in batches of
+`candidate_batch_size` with one teacher-forced pass each. The prompt moves to the best candidate (nanoGCG
+semantics) or, with a buffer, to the best of the `buffer_size` best prompts seen. A teacher-forced argmax
+match is a greedy match for a discrete prompt, so scoring detects success for free; a hit is confirmed,
+and every `eval_every` steps the current prompt scored, by the shared greedy evaluator. Defaults follow
+nanoGCG's documented config (peers.md §1.1); `gcg_paper_lmi()` follows the DLMI repository (§7.2).
+
+    problem = Problem(lm=lm, target_ids=tuple(lm.encode(" Paris.")), prompt_length=4, seed=0)
+    result = GCG(GCGConfig(search_width=128, topk=64)).run(problem, Budget(steps=50))
+    prompt_text, success = result.prompt_text, result.exact_match
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from softtoken.lm.evaluation import PromptScore, evaluate_prompts, roundtrip_exact
+from softtoken.lm.softlm import SoftLM
+from softtoken.methods.base import (
+    Budget,
+    Clock,
+    NonFiniteLossError,
+    NullTracker,
+    Problem,
+    Result,
+    Tracker,
+    register_method,
+)
+
+INIT_STRATEGIES = ("text", "zeros", "random")
+LOSSES = ("crossentropy", "margin")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GCGConfig:
+    """Defaults are nanoGCG's (num_steps -> epochs, search_width, topk, n_replace, buffer_size, filter_ids)."""
+
+    epochs: int = 250  # optimisation steps (nanoGCG num_steps)
+    search_width: int = 512  # candidates per step
+    topk: int = 256  # tokens per position to sample from, capped at the prompt vocabulary size
+    n_replace: int = 1  # positions changed per candidate, <= prompt length
+    buffer_size: int = 0  # 0: always move to the step's best candidate; k: optimise from the best of k kept
+    accept_only_if_better: bool = False  # keep the current prompt unless a candidate lowers the loss
+    filter_ids: bool = True  # drop candidates that change under decode -> re-encode
+    init_strategy: str = "text"  # text: init_text's token at every position; zeros: the first allowed token
+    init_text: str = " x"  # one-token text repeated L times, as nanoGCG's "x x x ..." (survives a round trip)
+    loss: str = "crossentropy"  # crossentropy (nanoGCG) or margin (log p(y_t) - max_v log p(v), DLMI repo)
+    candidate_batch_size: int = 64  # candidates per forward pass (speed only)
+    eval_every: int = 10  # steps between greedy evaluations of the current prompt, >= 1
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "search_width", "topk", "n_replace", "candidate_batch_size", "eval_every"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"GCGConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.buffer_size < 0:
+            raise ValueError(f"GCGConfig.buffer_size must be >= 0, got {self.buffer_size}")
+        for name, valid in {"init_strategy": INIT_STRATEGIES, "loss": LOSSES}.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"GCGConfig.{name} must be one of {valid}, got {getattr(self, name)!r}")
+
+    @property
+    def buffer_capacity(self) -> int:
+        # Accept-only-if-better is a buffer of one: the current prompt is always the best seen.
+        return max(self.buffer_size, 1 if self.accept_only_if_better else 0)
+
+
+def target_losses(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-prompt loss (B,) of teacher-forced logits (B, T, V_out) for target (T,)."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V_out)
+    chosen = log_probs.gather(-1, target.view(1, -1, 1).expand(log_probs.shape[0], -1, 1)).squeeze(-1)  # (B, T)
+    if kind == "margin":
+        chosen = chosen - log_probs.max(-1).values
+    return -chosen.mean(-1)
+
+
+def sample_candidates(current: torch.Tensor, grad: torch.Tensor, *, search_width: int, topk: int, n_replace: int,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Candidates (N, L) around `current` (L,) prompt-vocabulary indices, from the one-hot gradient (L, V).
+
+    Each changes `n_replace` distinct uniformly chosen positions to tokens drawn uniformly from that
+    position's top-k of -grad (nanoGCG's `sample_ids_from_grad`).
+    """
+    length, vocab = grad.shape
+    top = (-grad).topk(min(topk, vocab), dim=-1).indices  # (L, K)
+    scores = torch.rand((search_width, length), generator=generator, device=grad.device)
+    positions = scores.argsort(dim=-1)[:, :n_replace]  # (N, n_replace), distinct per row
+    picks = torch.randint(0, top.shape[1], (search_width, n_replace), generator=generator, device=grad.device)
+    candidates = current.expand(search_width, -1).clone()  # (N, L)
+    return candidates.scatter_(1, positions, top[positions, picks])
+
+
+def roundtrip_mask(lm: SoftLM, candidates: torch.Tensor) -> torch.Tensor:
+    """(N,) True where the candidate's model ids survive decode -> re-encode unchanged."""
+    ids = lm.to_model_ids(candidates).tolist()
+    return torch.tensor([lm.encode(lm.decode(row)) == row for row in ids], device=candidates.device)
+
+
+class Buffer:
+    """The `capacity` lowest-loss prompts seen (nanoGCG's attack buffer); capacity 0 holds only the latest."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.entries: list[tuple[float, torch.Tensor]] = []
+
+    def offer(self, loss: float, prompt: torch.Tensor) -> None:
+        if self.capacity == 0:
+            self.entries = [(loss, prompt)]
+        elif len(self.entries) < self.capacity or loss < self.entries[-1][0]:
+            self.entries = sorted([*self.entries, (loss, prompt)], key=lambda e: e[0])[: self.capacity]
+
+    def best(self) -> tuple[float, torch.Tensor]:
+        return self.entries[0]
+
+
+@register_method("gcg")
+class GCG:
+    """Greedy coordinate gradient: one gradient, many scored single-token swaps per step."""
+
+    name = "gcg"
+    config_class = GCGConfig
+
+    def __init__(self, config: GCGConfig | None = None) -> None:
+        self.config = config or GCGConfig()
+
+    def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
+        """Search until exact match or the budget; return the best discrete prompt found."""
+        cfg, lm, tracker = self.config, problem.lm, tracker or NullTracker()
+        if cfg.n_replace > problem.prompt_length:
+            raise ValueError(f"GCGConfig.n_replace={cfg.n_replace} exceeds prompt_length={problem.prompt_length}")
+        budget = budget or Budget()
+        clock, total = Clock(budget.seconds), budget.resolve_steps(cfg.epochs)
+        generator = torch.Generator(device=lm.device).manual_seed(problem.seed)
+        target = torch.tensor(problem.target_ids, device=lm.device)
+        per_pass = problem.prompt_length + target.numel() - 1
+        current = self._init(problem, generator)  # (L,) prompt-vocabulary indices
+        buffer = Buffer(cfg.buffer_capacity)
+        loss, _ = self._score(lm, current.unsqueeze(0), target)
+        buffer.offer(loss[0].item(), current)
+        best, best_step, tokens, step, cache = None, 0, [per_pass, 0], 0, {}
+        history: dict[str, list] = {"loss": [], "candidates": [], "eval_step": [], "eval_lcs_ratio": [],
+                                    "eval_exact_match": []}
+        while step < total and not clock.expired():
+            step += 1
+            grad = self._token_gradient(lm, current, target)  # (L, V)
+            candidates = self._candidates(lm, current, grad, generator)  # (N, L)
+            losses, exact = self._score(lm, candidates, target)
+            tokens[0] += per_pass * (1 + candidates.shape[0])
+            tokens[1] += per_pass
+            winner = int(losses.argmin())
+            buffer.offer(losses[winner].item(), candidates[winner])
+            current = buffer.best()[1]
+            history["loss"].append(buffer.best()[0])
+            history["candidates"].append(int(candidates.shape[0]))
+            hit = candidates[exact][:1]  # a teacher-forced hit, confirmed by the greedy evaluator
+            if hit.shape[0] or step % cfg.eval_every == 0 or step == total:
+                score = self._evaluate(problem, hit[0] if hit.shape[0] else current, cache)
+                tokens[0] += per_pass
+                if best is None or score.key() > best.key():
+                    best, best_step = score, step
+                _record_eval(history, step, score)
+                tracker.log(step, {f"loss/gcg_{cfg.loss}": history["loss"][-1], "eval/lcs_ratio": score.lcs_ratio,
+                                   "eval/best_lcs_ratio": best.lcs_ratio})
+                if best.exact_match:
+                    break
+        if best is None:  # the time budget ran out before the first evaluation
+            best, best_step = self._evaluate(problem, current, cache), step
+        return self._result(problem, best, best_step, step, clock.elapsed(), tuple(tokens), history)
+
+    def _init(self, problem: Problem, generator: torch.Generator) -> torch.Tensor:
+        """Initial prompt (L,) as prompt-vocabulary indices."""
+        shape, lm, cfg = (problem.prompt_length,), problem.lm, self.config
+        if cfg.init_strategy == "text":
+            ids = lm.encode(cfg.init_text)
+            index = (lm.allowed_ids == ids[0]).nonzero() if len(ids) == 1 else torch.empty(0)
+            if index.numel() == 0:
+                raise ValueError(f"GCGConfig.init_text={cfg.init_text!r} must encode to one allowed token, "
+                                 f"got ids {ids}; change it or use init_strategy='zeros'")
+            return index[0, 0].expand(shape).clone()
+        if cfg.init_strategy == "zeros":
+            return torch.zeros(shape, dtype=torch.long, device=lm.device)
+        return torch.randint(0, lm.prompt_vocab_size, shape, generator=generator, device=lm.device)
+
+    def _token_gradient(self, lm: SoftLM, current: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Gradient of the loss w.r.t. the one-hot prompt over the prompt vocabulary -> (L, V)."""
+        one_hot = F.one_hot(current, lm.prompt_vocab_size).float().unsqueeze(0).requires_grad_(True)  # (1, L, V)
+        logits = lm.teacher_forced_logits(lm.embed_probs(one_hot), target)
+        loss = target_losses(logits, target, self.config.loss)[0]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"GCG loss is {loss.item()}; check the model dtype")
+        return torch.autograd.grad(loss, one_hot)[0][0]
+
+    def _candidates(self, lm: SoftLM, current: torch.Tensor, grad: torch.Tensor,
+                    generator: torch.Generator) -> torch.Tensor:
+        cfg = self.config
+        candidates = sample_candidates(current, grad, search_width=cfg.search_width, topk=cfg.topk,
+                                       n_replace=cfg.n_replace, generator=generator)
+        if not cfg.filter_ids:
+            return candidates
+        kept = candidates[roundtrip_mask(lm, candidates)]
+        if kept.shape[0] == 0:
+            raise RuntimeError("GCG: no candidate survives decode -> re-encode; set filter_ids=False "
+                               "or change init_strategy")
+        return kept
+
+    @torch.no_grad()
+    def _score(self, lm: SoftLM, candidates: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L), in batches."""
+        losses, exact = [], []
+        for chunk in candidates.split(self.config.candidate_batch_size):
+            logits = lm.teacher_forced_logits(lm.embed_ids(lm.to_model_ids(chunk)), target)  # (n, T, V_out)
+            losses.append(target_losses(logits, target, self.config.loss))
+            exact.append((logits.argmax(-1) == target).all(-1))
+        return torch.cat(losses), torch.cat(exact)
+
+    @torch.no_grad()
+    def _evaluate(self, problem: Problem, prompt: torch.Tensor, cache: dict) -> PromptScore:
+        ids = problem.lm.to_model_ids(prompt).unsqueeze(0)  # (1, L)
+        key = tuple(ids[0].tolist())
+        if key not in cache:
+            cache[key] = evaluate_prompts(problem.lm, ids, problem.target_ids)[0]
+        return cache[key]
+
+    def _result(self, problem: Problem, best: PromptScore, best_step: int, steps: int, wall: float,
+                tokens: tuple[int, int], history: dict) -> Result:
+        lm = problem.lm
+        metrics = {
+            "eval/exact_match": best.exact_match,
+            "eval/lcs_ratio": best.lcs_ratio,
+            "eval/token_accuracy": best.token_accuracy,
+            "eval/roundtrip_exact": roundtrip_exact(lm, best.prompt_ids, problem.target_ids),
+            "loss/final": history["loss"][-1] if history["loss"] else None,
+        }
+        return Result(
+            method=self.name, config=asdict(self.config), seed=problem.seed,
+            target_ids=list(problem.target_ids), target_text=lm.decode(problem.target_ids),
+            prompt_ids=list(best.prompt_ids), prompt_text=lm.decode(best.prompt_ids),
+            output_ids=list(best.output_ids), output_text=lm.decode(best.output_ids), metrics=metrics,
+            success_step=best_step if best.exact_match else None, steps_run=steps, wall_time_s=wall,
+            forward_tokens=tokens[0], backward_tokens=tokens[1], history=history,
+        )
+
+
+# Kept in sync with: softtoken/methods/reinforce.py, softtoken/methods/soda.py (_record_eval)
+def _record_eval(history: dict, step: int, score: PromptScore) -> None:
+    history["eval_step"].append(step)
+    history["eval_lcs_ratio"].append(score.lcs_ratio)
+    history["eval_exact_match"].append(score.exact_match)
+
+
+def gcg_paper_lmi() -> GCGConfig:
+    """GCG as the DLMI repository runs it (§7.2): 704 candidates, top-128, one swap, id-0 init, accept only if
+    better, the log-prob-difference loss, no retokenisation filter (none is described), 2048 steps."""
+    return GCGConfig(epochs=2048, search_width=704, topk=128, n_replace=1, accept_only_if_better=True,
+                     filter_ids=False, init_strategy="zeros", loss="margin")

@@ -1,0 +1,105 @@
+import itertools
+
+import pytest
+import torch
+
+from softtoken.lm.softlm import SoftLM
+from softtoken.methods import GCG, Budget, GCGConfig, Problem
+from softtoken.methods.gcg import Buffer, roundtrip_mask, sample_candidates, target_losses
+
+
+def test_gcg_candidates_come_from_the_topk_of_the_negative_gradient():
+    generator = torch.Generator().manual_seed(0)
+    grad = torch.randn(5, 30, generator=generator)  # (L, V)
+    current = torch.randint(0, 30, (5,), generator=generator)
+    candidates = sample_candidates(current, grad, search_width=200, topk=4, n_replace=2, generator=generator)
+    top = (-grad).topk(4, dim=-1).indices  # (L, K)
+    changed = candidates != current
+    assert candidates.shape == (200, 5) and (changed.sum(-1) <= 2).all() and changed.any()
+    for position in range(5):
+        new = candidates[changed[:, position], position]
+        assert torch.isin(new, top[position]).all()
+
+
+def test_gcg_changes_exactly_n_replace_distinct_positions_when_the_topk_excludes_current():
+    grad = torch.zeros(4, 10)
+    grad[:, 5:] = -1.0  # top-5 of -grad is tokens 5..9; current tokens are all 0
+    candidates = sample_candidates(torch.zeros(4, dtype=torch.long), grad, search_width=50, topk=5, n_replace=3,
+                                   generator=torch.Generator().manual_seed(1))
+    assert ((candidates != 0).sum(-1) == 3).all() and (candidates[candidates != 0] >= 5).all()
+
+
+def test_gcg_never_samples_masked_tokens(tiny_model, tiny_tokenizer):
+    allowed = torch.tensor([10, 11, 12, 13, 14, 15])
+    lm = SoftLM(tiny_model, tiny_tokenizer, allowed_ids=allowed)
+    seen = []
+
+    class Spy(GCG):
+        def _candidates(self, lm, current, grad, generator):
+            assert grad.shape == (3, allowed.numel())  # the one-hot lives on the prompt vocabulary only
+            candidates = super()._candidates(lm, current, grad, generator)
+            seen.append(lm.to_model_ids(candidates))
+            return candidates
+
+    result = Spy(GCGConfig(search_width=32, topk=3, eval_every=1, init_strategy="zeros")).run(
+        Problem(lm=lm, target_ids=(7, 8), prompt_length=3), Budget(steps=3))
+    assert torch.isin(torch.cat(seen), allowed).all() and set(result.prompt_ids) <= set(allowed.tolist())
+
+
+def test_gcg_roundtrip_filter_drops_candidates_that_retokenise_differently(tiny_lm):
+    lm = SoftLM(tiny_lm.model, tiny_lm.tokenizer)
+    ids = {name: tiny_lm.encode(name)[0] for name in ("w1", "w2", "w3")}
+    lm.encode = lambda text: tiny_lm.encode(text.replace("w1 w2", "w3"))  # a tokenizer that merges a pair
+    index = {model_id: i for i, model_id in enumerate(lm.allowed_ids.tolist())}
+    candidates = torch.tensor([[index[ids["w1"]], index[ids["w2"]]], [index[ids["w2"]], index[ids["w1"]]]])
+    assert roundtrip_mask(lm, candidates).tolist() == [False, True]
+
+
+def test_gcg_target_losses_match_cross_entropy_and_margin():
+    logits = torch.randn(3, 4, 9, generator=torch.Generator().manual_seed(2))
+    target = torch.tensor([1, 2, 3, 4])
+    ce = torch.nn.functional.cross_entropy(logits[1], target)
+    assert target_losses(logits, target, "crossentropy")[1] == pytest.approx(ce.item(), rel=1e-5)
+    margin = target_losses(logits, target, "margin")
+    assert (margin >= 0).all() and margin.shape == (3,)
+
+
+def test_gcg_buffer_keeps_the_lowest_losses_and_zero_capacity_keeps_the_latest():
+    buffer = Buffer(2)
+    for loss in (3.0, 1.0, 2.0, 5.0):
+        buffer.offer(loss, torch.tensor([int(loss)]))
+    assert [loss for loss, _ in buffer.entries] == [1.0, 2.0] and buffer.best()[0] == 1.0
+    latest = Buffer(0)
+    latest.offer(1.0, torch.tensor([1]))
+    latest.offer(4.0, torch.tensor([4]))
+    assert latest.best()[0] == 4.0
+
+
+def test_gcg_accept_only_if_better_never_raises_the_loss(tiny_lm):
+    config = GCGConfig(search_width=8, topk=4, accept_only_if_better=True, eval_every=100, init_text=" w5")
+    result = GCG(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9, 10), prompt_length=3, seed=0), Budget(steps=6))
+    losses = result.history["loss"]
+    assert all(b <= a for a, b in itertools.pairwise(losses))
+
+
+def test_gcg_counts_candidate_passes_as_forward_tokens(tiny_lm):
+    config = GCGConfig(search_width=8, topk=4, eval_every=100, filter_ids=False, init_strategy="random")
+    result = GCG(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=2, seed=0), Budget(steps=2))
+    per_pass = 2 + 3 - 1
+    evaluations = len(result.history["eval_step"])
+    assert result.backward_tokens == 2 * per_pass
+    assert result.forward_tokens == per_pass * (1 + 2 * (1 + 8) + evaluations)
+
+
+def test_gcg_rejects_more_replacements_than_positions(tiny_lm):
+    with pytest.raises(ValueError, match="n_replace"):
+        problem = Problem(lm=tiny_lm, target_ids=(7,), prompt_length=2)
+        GCG(GCGConfig(n_replace=3, init_strategy="zeros")).run(problem, Budget(steps=1))
+
+
+def test_gcg_text_init_repeats_one_token_and_rejects_multi_token_text(tiny_lm):
+    config = GCGConfig(search_width=4, topk=2, eval_every=100, init_text=" w5 w6")
+    with pytest.raises(ValueError, match="init_text"):
+        GCG(config).run(Problem(lm=tiny_lm, target_ids=(7,), prompt_length=2), Budget(steps=1))
+    initial = GCG(GCGConfig(init_text=" w5"))._init(Problem(lm=tiny_lm, target_ids=(7,), prompt_length=3), None)
+    assert tiny_lm.to_model_ids(initial).tolist() == tiny_lm.encode(" w5 w5 w5")
