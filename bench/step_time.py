@@ -1,6 +1,9 @@
 """Seconds per DLMI step on the embedded model: batch 8, target 20, prompt 10 and 80, TF and free-running.
 
-Usage: python bench/step_time.py [--steps 3] [--out docs/step_time.json]
+Per-step time is (t(1 + N) - t(1)) / N after a warm-up run, so model set-up and the final evaluation
+cancel out; evaluation during the run is off.
+
+Usage: python bench/step_time.py [--steps 3] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -18,14 +21,18 @@ from softtoken.lm.softlm import as_softlm
 from softtoken.methods import DLMI, Budget, Problem, dlmi_paper
 
 
-def time_per_step(lm, config, prompt_length: int, target: tuple[int, ...], steps: int) -> float:
-    """Mean wall time of `steps` steps after one warm-up step (evaluation disabled by a long period)."""
-    config = dataclasses.replace(config, eval_every=10_000)
-    problem = Problem(lm=lm, target_ids=target, prompt_length=prompt_length, seed=0)
-    DLMI(config).run(problem, Budget(steps=1))
+def run_seconds(config, problem: Problem, steps: int) -> float:
     start = time.perf_counter()
     DLMI(config).run(problem, Budget(steps=steps))
-    return (time.perf_counter() - start) / steps
+    return time.perf_counter() - start
+
+
+def time_per_step(lm, config, prompt_length: int, target: tuple[int, ...], steps: int) -> float:
+    """(t(1 + N steps) - t(1 step)) / N after a warm-up run, so set-up and final evaluation cancel out."""
+    config = dataclasses.replace(config, eval_every=10_000)
+    problem = Problem(lm=lm, target_ids=target, prompt_length=prompt_length, seed=0)
+    run_seconds(config, problem, 1)
+    return (run_seconds(config, problem, 1 + steps) - run_seconds(config, problem, 1)) / steps
 
 
 def main() -> None:
@@ -34,7 +41,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     lm = as_softlm(None)
-    target = tuple(lm.encode(" Paris is the capital and most populous city of France, with an estimated"))[:20]
+    text = " Paris is the capital and most populous city of France, with an estimated population of more than two million residents"
+    target = tuple(lm.encode(text))[:20]
+    if len(target) != 20:
+        raise ValueError(f"benchmark target must have 20 tokens, got {len(target)}")
     rows = []
     for prompt_length in (10, 80):
         for mode, config in (("teacher-forced", dlmi_paper()), ("free-running", dataclasses.replace(dlmi_paper(), teacher_forcing=False))):

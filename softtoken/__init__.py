@@ -1,6 +1,6 @@
 """softtoken: optimise what goes into a frozen causal language model."""
 
-from softtoken.api import invert
+from softtoken.api import design, invert
 from softtoken.lm.evaluation import evaluate_prompts
 from softtoken.lm.loading import LoadedModel, load_model
 from softtoken.lm.softlm import SoftLM
@@ -16,6 +16,7 @@ __all__ = [
     "Result",
     "SoftLM",
     "Temperature",
+    "design",
     "evaluate_prompts",
     "gumbel_noise",
     "invert",

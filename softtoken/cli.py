@@ -11,9 +11,9 @@ import yaml
 
 from softtoken.api import design as run_design
 from softtoken.api import method_from_config
+from softtoken.cli_experiments import app as experiments_app
 from softtoken.experiments.files import write_json_atomic
 from softtoken.experiments.progress import ProgressBarTracker
-from softtoken.cli_experiments import app as experiments_app
 from softtoken.latent.cli import app as latent_app
 from softtoken.lm.embedded import EmbeddedModelMissing
 from softtoken.lm.softlm import as_softlm

@@ -13,8 +13,8 @@ from softtoken.methods.base import (
 )
 from softtoken.methods.dlmi import DLMI, DLMIConfig, dlmi_paper, dlmi_paper_free
 from softtoken.methods.gcg import GCG, GCGConfig, gcg_paper_lmi
-from softtoken.methods.program import ProgramConfig, ProgramMethod, anneal_inversion
 from softtoken.methods.presets import PRESETS, build_method, get_preset, with_options
+from softtoken.methods.program import ProgramConfig, ProgramMethod, anneal_inversion
 from softtoken.methods.reinforce import Reinforce, ReinforceConfig, reinforce_default, reinforce_paper
 from softtoken.methods.soda import Soda, SodaConfig, soda_paper
 

@@ -17,7 +17,6 @@ this module only adds the discrete evaluation and the stopping rule, through a m
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, replace
 
@@ -41,7 +40,7 @@ from softtoken.methods.diagnostics import (
     reinforce_reference_sampler,
     variance_summary,
 )
-from softtoken.methods.monitoring import DiscreteMonitor, build_result
+from softtoken.methods.monitoring import DiscreteMonitor, monitor_result
 from softtoken.objectives import FreeRunningTargetCE, Objective, ObjectiveContext, RelaxedFeedback, TargetCE
 from softtoken.relax import GUMBEL_KINDS, HARD_METHODS, gumbel_noise, relax
 from softtoken.relax.temperature import THETA_INITS
@@ -252,7 +251,7 @@ class DLMI:
         if not stage.stopped_early:  # the engine scored the final logits once more
             monitor.train_tokens += cfg.batch_size * monitor.tokens_per_pass
         backward = monitor.steps * cfg.batch_size * monitor.tokens_per_pass
-        return build_result(self.name, cfg, problem, monitor, backward_tokens=backward,
+        return monitor_result(self.name, cfg, problem, monitor, backward_tokens=backward,
                             clock=clock)
 
 
@@ -267,8 +266,12 @@ def dlmi_paper_free() -> DLMIConfig:
 
 
 def dlmi_demo() -> DLMIConfig:
-    """Straight-through DLMI at tau0 = 1 that scores every hard sample: each is a discrete prompt."""
+    """Straight-through DLMI at a fixed tau = 1 that scores every hard sample: each is a discrete prompt.
+
+    The temperature is fixed because learnt temperatures collapse on short targets (tau -> 0.12 within
+    250 steps), after which every sample is the same prompt and the search stalls (docs/benchmarks.md §2).
+    """
     return replace(
-        dlmi_paper(), temperature=1.0, temperature_theta_init="zero", stgs_hard=True,
-        score_hard_samples=True, eval_every=1,
+        dlmi_paper(), temperature=1.0, learnable_temperature=False, decouple_learnable_temperature=False,
+        stgs_hard=True, score_hard_samples=True, eval_every=1,
     )

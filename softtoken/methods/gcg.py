@@ -17,12 +17,11 @@ nanoGCG's documented config (peers.md §1.1); `gcg_paper_lmi()` follows the DLMI
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from softtoken.lm.evaluation import PromptScore, evaluate_prompts, roundtrip_exact
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import (
     Budget,
@@ -34,6 +33,7 @@ from softtoken.methods.base import (
     Tracker,
     register_method,
 )
+from softtoken.methods.monitoring import PromptJudge, build_result, record_eval
 
 INIT_STRATEGIES = ("text", "zeros", "random")
 LOSSES = ("crossentropy", "margin")
@@ -144,7 +144,7 @@ class GCG:
         buffer = Buffer(cfg.buffer_capacity)
         loss, _ = self._score(lm, current.unsqueeze(0), target)
         buffer.offer(loss[0].item(), current)
-        best, best_step, tokens, step, cache = None, 0, [per_pass, 0], 0, {}
+        judge, tokens, step = PromptJudge(problem), [per_pass, 0], 0
         history: dict[str, list] = {"loss": [], "candidates": [], "eval_step": [], "eval_lcs_ratio": [],
                                     "eval_exact_match": []}
         while step < total and not clock.expired():
@@ -161,18 +161,16 @@ class GCG:
             history["candidates"].append(int(candidates.shape[0]))
             hit = candidates[exact][:1]  # a teacher-forced hit, confirmed by the greedy evaluator
             if hit.shape[0] or step % cfg.eval_every == 0 or step == total:
-                score = self._evaluate(problem, hit[0] if hit.shape[0] else current, cache)
-                tokens[0] += per_pass
-                if best is None or score.key() > best.key():
-                    best, best_step = score, step
-                _record_eval(history, step, score)
+                score = judge.score(hit[0] if hit.shape[0] else current, step)
+                record_eval(history, step, score)
                 tracker.log(step, {f"loss/gcg_{cfg.loss}": history["loss"][-1], "eval/lcs_ratio": score.lcs_ratio,
-                                   "eval/best_lcs_ratio": best.lcs_ratio})
-                if best.exact_match:
+                                   "eval/best_lcs_ratio": judge.best.score.lcs_ratio})
+                if judge.exact:
                     break
-        if best is None:  # the time budget ran out before the first evaluation
-            best, best_step = self._evaluate(problem, current, cache), step
-        return self._result(problem, best, best_step, step, clock.elapsed(), tuple(tokens), history)
+        if judge.best.score is None:  # the time budget ran out before the first evaluation
+            judge.score(current, step)
+        return build_result(self.name, cfg, problem, judge, history, steps=step,
+                            forward_tokens=tokens[0] + judge.eval_tokens, backward_tokens=tokens[1], clock=clock)
 
     def _init(self, problem: Problem, generator: torch.Generator) -> torch.Tensor:
         """Initial prompt (L,) as prompt-vocabulary indices."""
@@ -219,40 +217,6 @@ class GCG:
             losses.append(target_losses(logits, target, self.config.loss))
             exact.append((logits.argmax(-1) == target).all(-1))
         return torch.cat(losses), torch.cat(exact)
-
-    @torch.no_grad()
-    def _evaluate(self, problem: Problem, prompt: torch.Tensor, cache: dict) -> PromptScore:
-        ids = problem.lm.to_model_ids(prompt).unsqueeze(0)  # (1, L)
-        key = tuple(ids[0].tolist())
-        if key not in cache:
-            cache[key] = evaluate_prompts(problem.lm, ids, problem.target_ids)[0]
-        return cache[key]
-
-    def _result(self, problem: Problem, best: PromptScore, best_step: int, steps: int, wall: float,
-                tokens: tuple[int, int], history: dict) -> Result:
-        lm = problem.lm
-        metrics = {
-            "eval/exact_match": best.exact_match,
-            "eval/lcs_ratio": best.lcs_ratio,
-            "eval/token_accuracy": best.token_accuracy,
-            "eval/roundtrip_exact": roundtrip_exact(lm, best.prompt_ids, problem.target_ids),
-            "loss/final": history["loss"][-1] if history["loss"] else None,
-        }
-        return Result(
-            method=self.name, config=asdict(self.config), seed=problem.seed,
-            target_ids=list(problem.target_ids), target_text=lm.decode(problem.target_ids),
-            prompt_ids=list(best.prompt_ids), prompt_text=lm.decode(best.prompt_ids),
-            output_ids=list(best.output_ids), output_text=lm.decode(best.output_ids), metrics=metrics,
-            success_step=best_step if best.exact_match else None, steps_run=steps, wall_time_s=wall,
-            forward_tokens=tokens[0], backward_tokens=tokens[1], history=history,
-        )
-
-
-# Kept in sync with: softtoken/methods/reinforce.py, softtoken/methods/soda.py (_record_eval)
-def _record_eval(history: dict, step: int, score: PromptScore) -> None:
-    history["eval_step"].append(step)
-    history["eval_lcs_ratio"].append(score.lcs_ratio)
-    history["eval_exact_match"].append(score.exact_match)
 
 
 def gcg_paper_lmi() -> GCGConfig:

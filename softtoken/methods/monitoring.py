@@ -33,6 +33,36 @@ class BestPrompt:
             self.score, self.step = score, step
 
 
+class PromptJudge:
+    """Scores discrete prompts with the shared evaluator (cached by ids) and keeps the best one seen."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem, self.lm = problem, problem.lm
+        self.best, self.cache = BestPrompt(), {}
+        self.tokens_per_pass = problem.prompt_length + len(problem.target_ids) - 1
+        self.eval_tokens = 0  # forward tokens spent by greedy evaluations
+
+    def score(self, prompt_index: torch.Tensor, step: int) -> PromptScore:
+        """Score one prompt (L,) of prompt-vocabulary indices and offer it as the best."""
+        prompt = self.lm.to_model_ids(prompt_index)  # (L,)
+        key = tuple(prompt.tolist())
+        if key not in self.cache:
+            self.cache[key] = evaluate_prompts(self.lm, prompt.unsqueeze(0), self.problem.target_ids)[0]
+            self.eval_tokens += self.tokens_per_pass
+        self.best.offer(self.cache[key], step)
+        return self.cache[key]
+
+    def confirm_best(self) -> None:
+        """Re-score the best prompt through the evaluator (when it was scored by another route)."""
+        ids = torch.tensor([self.best.score.prompt_ids], device=self.lm.device)
+        self.best.score = evaluate_prompts(self.lm, ids, self.problem.target_ids)[0]
+        self.eval_tokens += self.tokens_per_pass
+
+    @property
+    def exact(self) -> bool:
+        return self.best.score is not None and self.best.score.exact_match
+
+
 class DiscreteMonitor:
     """Engine monitor scoring discrete prompts; stops on exact match, deadline or step cap."""
 
@@ -43,9 +73,9 @@ class DiscreteMonitor:
         self.eval_every, self.score_hard_samples, self.max_steps = eval_every, score_hard_samples, max_steps
         self.max_forward_tokens = max_forward_tokens
         self.clock, self.tracker = clock, tracker
-        self.best, self.cache, self.history = BestPrompt(), {}, empty_history()
-        self.tokens_per_pass = problem.prompt_length + len(problem.target_ids) - 1
-        self.train_tokens = self.eval_tokens = self.steps = 0
+        self.judge, self.history = PromptJudge(problem), empty_history()
+        self.tokens_per_pass = self.judge.tokens_per_pass
+        self.train_tokens = self.steps = 0
         self.target = torch.tensor(problem.target_ids, device=self.lm.device)
         self.soft_lcs = 0.0
 
@@ -62,13 +92,14 @@ class DiscreteMonitor:
         if self.score_hard_samples:
             hits = (predictions == self.target).all(-1).nonzero().flatten().tolist()
             for index in hits:
-                self.offer(view.sample_index[index], self.steps)
+                self.judge.score(view.sample_index[index], self.steps)
         if self.steps % self.eval_every == 0:
-            scores = [self.offer(row.argmax(-1), self.steps) for row in view.logits]
-            record_eval(self.history, self.steps, max(scores, key=PromptScore.key), view.temperature[0], self.soft_lcs)
+            scores = [self.judge.score(row.argmax(-1), self.steps) for row in view.logits]
+            record_eval(self.history, self.steps, max(scores, key=PromptScore.key), soft_tf_lcs_ratio=self.soft_lcs,
+                        tau=[round(float(t), 4) for t in view.temperature[0]])
             self.tracker.log(self.steps, {"loss/target_ce": loss, "relax/tau_mean": tau,
                                           "eval/lcs_ratio": max(s.lcs_ratio for s in scores),
-                                          "eval/best_lcs_ratio": self.best.score.lcs_ratio})
+                                          "eval/best_lcs_ratio": self.judge.best.score.lcs_ratio})
         return self.done()
 
     def _record_diagnostics(self, values: Mapping[str, float]) -> None:
@@ -81,51 +112,52 @@ class DiscreteMonitor:
         self.tracker.log(self.steps, dict(values))
 
     def done(self) -> bool:
-        exact = self.best.score is not None and self.best.score.exact_match
         capped = self.max_steps is not None and self.steps >= self.max_steps
-        spent = self.max_forward_tokens is not None and self.train_tokens + self.eval_tokens >= self.max_forward_tokens
-        return exact or capped or spent or self.clock.expired()
+        spent = self.max_forward_tokens is not None and self.forward_tokens >= self.max_forward_tokens
+        return self.judge.exact or capped or spent or self.clock.expired()
 
-    def offer(self, prompt_index: torch.Tensor, step: int) -> PromptScore:
-        """Score one prompt (L,) of prompt-vocabulary indices (cached by ids) and offer it as the best."""
-        prompt = self.lm.to_model_ids(prompt_index)  # (L,)
-        key = tuple(prompt.tolist())
-        if key not in self.cache:
-            self.cache[key] = evaluate_prompts(self.lm, prompt.unsqueeze(0), self.problem.target_ids)[0]
-            self.eval_tokens += self.tokens_per_pass
-        self.best.offer(self.cache[key], step)
-        return self.cache[key]
+    @property
+    def forward_tokens(self) -> int:
+        return self.train_tokens + self.judge.eval_tokens
 
     def offer_final(self, logits: torch.Tensor) -> None:
         """Score the argmax prompt of every returned trajectory (B, L, V)."""
         for row in logits:
-            self.offer(row.argmax(-1), self.steps)
+            self.judge.score(row.argmax(-1), self.steps)
 
 
-def build_result(method: str, config: Any, problem: Problem, monitor: DiscreteMonitor, *, backward_tokens: int,
-                 clock: Clock) -> Result:
-    """The shared Result from what the monitor saw: the best discrete prompt and its greedy output.
+def build_result(method: str, config: Any, problem: Problem, judge: PromptJudge, history: dict[str, list], *,
+                 steps: int, forward_tokens: int, backward_tokens: int, clock: Clock,
+                 extra_metrics: Mapping[str, Any] | None = None) -> Result:
+    """The shared Result: the judge's best discrete prompt and its greedy output.
 
     The wall time is read last, so it includes the final evaluations (fair wall-clock comparisons).
     """
-    lm, score, history = problem.lm, monitor.best.score, monitor.history
+    lm, score = problem.lm, judge.best.score
     metrics = {
         "eval/exact_match": score.exact_match,
         "eval/lcs_ratio": score.lcs_ratio,
         "eval/token_accuracy": score.token_accuracy,
         "eval/roundtrip_exact": roundtrip_exact(lm, score.prompt_ids, problem.target_ids),
-        "paper/soft_tf_lcs_ratio": monitor.soft_lcs,
-        "loss/final": history["loss"][-1] if history["loss"] else None,
+        "loss/final": history["loss"][-1] if history.get("loss") else None,
+        **(extra_metrics or {}),
     }
     return Result(
         method=method, config=asdict(config), seed=problem.seed,
         target_ids=list(problem.target_ids), target_text=lm.decode(problem.target_ids),
         prompt_ids=list(score.prompt_ids), prompt_text=lm.decode(score.prompt_ids),
         output_ids=list(score.output_ids), output_text=lm.decode(score.output_ids), metrics=metrics,
-        success_step=monitor.best.step if score.exact_match else None, steps_run=monitor.steps,
-        wall_time_s=clock.elapsed(), forward_tokens=monitor.train_tokens + monitor.eval_tokens,
-        backward_tokens=backward_tokens, history=history,
+        success_step=judge.best.step if score.exact_match else None, steps_run=steps,
+        wall_time_s=clock.elapsed(), forward_tokens=forward_tokens, backward_tokens=backward_tokens, history=history,
     )
+
+
+def monitor_result(method: str, config: Any, problem: Problem, monitor: DiscreteMonitor, *, backward_tokens: int,
+                   clock: Clock) -> Result:
+    """build_result for an engine-based method watched by a DiscreteMonitor."""
+    return build_result(method, config, problem, monitor.judge, monitor.history, steps=monitor.steps,
+                        forward_tokens=monitor.forward_tokens, backward_tokens=backward_tokens, clock=clock,
+                        extra_metrics={"paper/soft_tf_lcs_ratio": monitor.soft_lcs})
 
 
 def empty_history() -> dict[str, list]:
@@ -133,9 +165,10 @@ def empty_history() -> dict[str, list]:
             "soft_tf_lcs_ratio": [], "tau": []}
 
 
-def record_eval(history: dict, step: int, score: PromptScore, tau: torch.Tensor, soft_lcs: float) -> None:
-    history["eval_step"].append(step)
-    history["eval_lcs_ratio"].append(score.lcs_ratio)
-    history["eval_exact_match"].append(score.exact_match)
-    history["soft_tf_lcs_ratio"].append(soft_lcs)
-    history["tau"].append([round(float(t), 4) for t in tau])
+def record_eval(history: dict[str, list], step: int, score: PromptScore, **extras: Any) -> None:
+    """Append one evaluation to the history: step, LCS, exact match, plus method-specific extras."""
+    history.setdefault("eval_step", []).append(step)
+    history.setdefault("eval_lcs_ratio", []).append(score.lcs_ratio)
+    history.setdefault("eval_exact_match", []).append(score.exact_match)
+    for key, value in extras.items():
+        history.setdefault(key, []).append(value)

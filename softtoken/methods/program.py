@@ -27,7 +27,7 @@ from softtoken.methods.base import (
     Tracker,
     register_method,
 )
-from softtoken.methods.monitoring import DiscreteMonitor, build_result
+from softtoken.methods.monitoring import DiscreteMonitor, monitor_result
 from softtoken.objectives import ObjectiveContext, TargetCE
 
 
@@ -92,7 +92,7 @@ class ProgramMethod:
         for stage, outcome in zip(stages, result.stages):
             if not outcome.stopped_early:  # the engine scored each stage's final logits once more
                 monitor.train_tokens += stage.config.trajectories * stage.config.samples * monitor.tokens_per_pass
-        return build_result(self.name, self.config, problem, monitor, backward_tokens=backward,
+        return monitor_result(self.name, self.config, problem, monitor, backward_tokens=backward,
                             clock=clock)
 
 

@@ -15,11 +15,11 @@ is scored by its greedy rollout, the argmax prompt every `eval_every` steps; the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 
-from softtoken.lm.evaluation import PromptScore, evaluate_prompts, roundtrip_exact, score_outputs
+from softtoken.lm.evaluation import score_outputs
 from softtoken.methods.base import (
     Budget,
     Clock,
@@ -38,6 +38,7 @@ from softtoken.methods.diagnostics import (
     rollout_losses,
     sample_indices,
 )
+from softtoken.methods.monitoring import PromptJudge, build_result, record_eval
 
 INIT_STRATEGIES = ("randn", "zeros", "normal")
 LOSSES = ("crossentropy",)
@@ -95,7 +96,7 @@ class ReinforceConfig:
                              reward_scale=self.reinforce_reward_scale)
 
 
-# Kept in sync with: softtoken/methods/dlmi.py (init_logits)
+
 def init_logits(config: ReinforceConfig, shape: tuple[int, ...], generator: torch.Generator, device) -> torch.Tensor:
     """Initial prompt logits Z of `shape`, float32."""
     if config.init_strategy == "zeros":
@@ -127,8 +128,7 @@ class Reinforce:
         logits_z.requires_grad_(True)
         optimizer = torch.optim.Adam([logits_z], lr=cfg.learning_rate)
         score_fn = cfg.score_function()
-        best: PromptScore | None = None
-        best_step, forward_tokens, step, cache = 0, 0, 0, {}
+        judge, forward_tokens, step = PromptJudge(problem), 0, 0
         history: dict[str, list] = {"loss": [], "eval_step": [], "eval_lcs_ratio": [], "eval_exact_match": []}
         while step < total and not clock.expired():
             step += 1
@@ -138,8 +138,7 @@ class Reinforce:
             if not torch.isfinite(losses).all():
                 raise NonFiniteLossError(f"REINFORCE loss is not finite at step {step}; check the model dtype")
             for score in score_outputs(lm.to_model_ids(indices), outputs, problem.target_ids):
-                if best is None or score.key() > best.key():
-                    best, best_step = score, step
+                judge.best.offer(score, step)  # each sample's own rollout is its greedy decode
             optimizer.zero_grad(set_to_none=True)
             score_fn.surrogate(logits_z[0], indices, losses).backward()
             metrics = {"loss/target_ce": losses.mean().item()}  # what the tracker gets if anything is measured
@@ -150,18 +149,19 @@ class Reinforce:
                 metrics |= diagnostics
             optimizer.step()
             history["loss"].append(metrics["loss/target_ce"])
-            if step % cfg.eval_every == 0 or step == total or best.exact_match:
-                score = self._evaluate(problem, logits_z, cache)
-                forward_tokens += per_prompt
-                if score.key() > best.key():
-                    best, best_step = score, step
-                _record_eval(history, step, score)
-                metrics |= {"eval/lcs_ratio": score.lcs_ratio, "eval/best_lcs_ratio": best.lcs_ratio}
+            if step % cfg.eval_every == 0 or step == total or judge.exact:
+                score = judge.score(logits_z[0].detach().argmax(-1), step)
+                record_eval(history, step, score)
+                metrics |= {"eval/lcs_ratio": score.lcs_ratio, "eval/best_lcs_ratio": judge.best.score.lcs_ratio}
             if len(metrics) > 1:
                 tracker.log(step, metrics)
-            if best.exact_match:
+            if judge.exact:
                 break
-        return self._result(problem, best, best_step, step, clock.elapsed(), forward_tokens, history)
+        # Re-score the winner through the shared evaluator: sample scores came from the training rollout.
+        judge.confirm_best()
+        return build_result(self.name, cfg, problem, judge, history, steps=step,
+                            forward_tokens=forward_tokens + judge.eval_tokens,
+                            backward_tokens=0, clock=clock)  # the gradient never goes through the model
 
     def _variance(self, problem: Problem, logits_z: torch.Tensor, target: torch.Tensor, score_fn: ScoreFunction,
                   generator: torch.Generator) -> dict[str, float]:
@@ -175,49 +175,11 @@ class Reinforce:
         return estimate_gradient_variance(sample, self.config.reinforce_grad_variance_samples,
                                           prefix="diag/reinforce_grad", first=logits_z.grad)
 
-    # Kept in sync with: softtoken/methods/soda.py (Soda._evaluate)
-    @torch.no_grad()
-    def _evaluate(self, problem: Problem, logits_z: torch.Tensor, cache: dict) -> PromptScore:
-        prompt = problem.lm.to_model_ids(logits_z[0].argmax(-1)).unsqueeze(0)  # (1, L)
-        key = tuple(prompt[0].tolist())
-        if key not in cache:
-            cache[key] = evaluate_prompts(problem.lm, prompt, problem.target_ids)[0]
-        return cache[key]
-
-    def _result(self, problem: Problem, best: PromptScore, best_step: int, steps: int, wall: float,
-                forward_tokens: int, history: dict) -> Result:
-        lm = problem.lm
-        # Re-score the winner through the shared evaluator: sample scores came from the training rollout.
-        score = evaluate_prompts(lm, torch.tensor([best.prompt_ids]), problem.target_ids)[0]
-        metrics = {
-            "eval/exact_match": score.exact_match,
-            "eval/lcs_ratio": score.lcs_ratio,
-            "eval/token_accuracy": score.token_accuracy,
-            "eval/roundtrip_exact": roundtrip_exact(lm, score.prompt_ids, problem.target_ids),
-            "loss/final": history["loss"][-1] if history["loss"] else None,
-        }
-        return Result(
-            method=self.name, config=asdict(self.config), seed=problem.seed,
-            target_ids=list(problem.target_ids), target_text=lm.decode(problem.target_ids),
-            prompt_ids=list(score.prompt_ids), prompt_text=lm.decode(score.prompt_ids),
-            output_ids=list(score.output_ids), output_text=lm.decode(score.output_ids), metrics=metrics,
-            success_step=best_step if score.exact_match else None, steps_run=steps, wall_time_s=wall,
-            forward_tokens=forward_tokens, backward_tokens=0,  # the gradient never goes through the model
-            history=history,
-        )
-
 
 def _append(history: dict, step: int, values: dict[str, float]) -> None:
     history.setdefault("diag_step", []).append(step)
     for key, value in values.items():
         history.setdefault(key, []).append(value)
-
-
-# Kept in sync with: softtoken/methods/soda.py, softtoken/methods/gcg.py (_record_eval)
-def _record_eval(history: dict, step: int, score: PromptScore) -> None:
-    history["eval_step"].append(step)
-    history["eval_lcs_ratio"].append(score.lcs_ratio)
-    history["eval_exact_match"].append(score.exact_match)
 
 
 def reinforce_paper() -> ReinforceConfig:

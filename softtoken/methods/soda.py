@@ -16,11 +16,10 @@ dlmi-reference.md §7.1 and the seed table; the Adam below is written from its e
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
-from softtoken.lm.evaluation import PromptScore, evaluate_prompts, roundtrip_exact
 from softtoken.methods.base import (
     Budget,
     Clock,
@@ -31,6 +30,7 @@ from softtoken.methods.base import (
     Tracker,
     register_method,
 )
+from softtoken.methods.monitoring import PromptJudge, build_result, record_eval
 
 INIT_STRATEGIES = ("zeros", "normal")
 
@@ -134,8 +134,7 @@ class Soda:
         logits_z.requires_grad_(True)
         optimizer = SodaAdam(logits_z, lr=cfg.learning_rate, betas=(cfg.soda_beta1, cfg.soda_beta2),
                              eps=cfg.soda_adam_eps, bias_correction=cfg.soda_bias_correction)
-        best: PromptScore | None = None
-        best_step, train_tokens, eval_tokens, step, cache = 0, 0, 0, 0, {}
+        judge, train_tokens, step = PromptJudge(problem), 0, 0
         history: dict[str, list] = {"loss": [], "eval_step": [], "eval_lcs_ratio": [], "eval_exact_match": [],
                                     "reset_step": [], "reinit_step": []}
         while step < total and not clock.expired():
@@ -153,19 +152,16 @@ class Soda:
             self._schedule(step, optimizer, logits_z, generator, history)
             history["loss"].append(loss.item())
             if step % cfg.eval_every == 0 or step == total:
-                score = self._evaluate(problem, logits_z, cache)
-                eval_tokens += per_pass
-                if best is None or score.key() > best.key():
-                    best, best_step = score, step
-                _record_eval(history, step, score)
+                score = judge.score(logits_z[0].detach().argmax(-1), step)
+                record_eval(history, step, score)
                 tracker.log(step, {"loss/soda_margin": loss.item(), "eval/lcs_ratio": score.lcs_ratio,
-                                   "eval/best_lcs_ratio": best.lcs_ratio})
-                if best.exact_match:
+                                   "eval/best_lcs_ratio": judge.best.score.lcs_ratio})
+                if judge.exact:
                     break
-        if best is None:  # the time budget ran out before the first evaluation
-            best, best_step = self._evaluate(problem, logits_z, cache), step
-        return self._result(problem, best, best_step, step, clock.elapsed(), (train_tokens + eval_tokens, train_tokens),
-                            history)
+        if judge.best.score is None:  # the time budget ran out before the first evaluation
+            judge.score(logits_z[0].detach().argmax(-1), step)
+        return build_result(self.name, cfg, problem, judge, history, steps=step,
+                            forward_tokens=train_tokens + judge.eval_tokens, backward_tokens=train_tokens, clock=clock)
 
     def _schedule(self, step: int, optimizer: SodaAdam, logits_z: torch.Tensor, generator: torch.Generator,
                   history: dict) -> None:
@@ -179,41 +175,6 @@ class Soda:
                 logits_z.copy_(init_logits("normal", cfg.soda_reinit_std, tuple(logits_z.shape), generator,
                                            logits_z.device))
             history["reinit_step"].append(step)
-
-    # Kept in sync with: softtoken/methods/reinforce.py (Reinforce._evaluate)
-    @torch.no_grad()
-    def _evaluate(self, problem: Problem, logits_z: torch.Tensor, cache: dict) -> PromptScore:
-        prompt = problem.lm.to_model_ids(logits_z[0].argmax(-1)).unsqueeze(0)  # (1, L)
-        key = tuple(prompt[0].tolist())
-        if key not in cache:
-            cache[key] = evaluate_prompts(problem.lm, prompt, problem.target_ids)[0]
-        return cache[key]
-
-    def _result(self, problem: Problem, best: PromptScore, best_step: int, steps: int, wall: float,
-                tokens: tuple[int, int], history: dict) -> Result:
-        lm = problem.lm
-        metrics = {
-            "eval/exact_match": best.exact_match,
-            "eval/lcs_ratio": best.lcs_ratio,
-            "eval/token_accuracy": best.token_accuracy,
-            "eval/roundtrip_exact": roundtrip_exact(lm, best.prompt_ids, problem.target_ids),
-            "loss/final": history["loss"][-1] if history["loss"] else None,
-        }
-        return Result(
-            method=self.name, config=asdict(self.config), seed=problem.seed,
-            target_ids=list(problem.target_ids), target_text=lm.decode(problem.target_ids),
-            prompt_ids=list(best.prompt_ids), prompt_text=lm.decode(best.prompt_ids),
-            output_ids=list(best.output_ids), output_text=lm.decode(best.output_ids), metrics=metrics,
-            success_step=best_step if best.exact_match else None, steps_run=steps, wall_time_s=wall,
-            forward_tokens=tokens[0], backward_tokens=tokens[1], history=history,
-        )
-
-
-# Kept in sync with: softtoken/methods/reinforce.py, softtoken/methods/gcg.py (_record_eval)
-def _record_eval(history: dict, step: int, score: PromptScore) -> None:
-    history["eval_step"].append(step)
-    history["eval_lcs_ratio"].append(score.lcs_ratio)
-    history["eval_exact_match"].append(score.exact_match)
 
 
 def soda_paper() -> SodaConfig:

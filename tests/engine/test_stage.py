@@ -5,8 +5,6 @@ from dataclasses import dataclass, replace
 import pytest
 import torch
 
-from softtoken.engine.variables import StageVariables
-
 from softtoken.engine import (
     NonFiniteGradientError,
     OptimizerConfig,
@@ -17,6 +15,7 @@ from softtoken.engine import (
     run_stage,
 )
 from softtoken.engine.stage import build_initial_logits, combine_gradients, evaluate, prompt_masks, step_state
+from softtoken.engine.variables import StageVariables
 from softtoken.objectives import (
     AllowedTokens,
     BannedTokens,

@@ -114,6 +114,9 @@ def test_presets_are_locked():
     assert (paper.learning_rate, paper.batch_size, paper.epochs, paper.init_strategy) == (0.1, 8, 2048, "randn")
     assert dlmi_paper_free() == dataclasses.replace(paper, teacher_forcing=False)
     assert get_preset("dlmi-paper") == ("dlmi", paper)
+    demo = get_preset("dlmi-demo")[1]
+    assert (demo.temperature, demo.learnable_temperature, demo.stgs_hard, demo.score_hard_samples) == (1.0, False, True, True)
+    assert (demo.learning_rate, demo.batch_size, demo.teacher_forcing, demo.eval_every) == (0.1, 8, True, 1)
     assert set(PRESETS) >= {"dlmi-paper", "dlmi-paper-free"}
     with pytest.raises(ValueError, match="available"):
         get_preset("nope")
