@@ -147,7 +147,7 @@ class GCG:
         judge, tokens, step = PromptJudge(problem), [per_pass, 0], 0
         history: dict[str, list] = {"loss": [], "candidates": [], "eval_step": [], "eval_lcs_ratio": [],
                                     "eval_exact_match": []}
-        while step < total and not clock.expired():
+        while step < total and not clock.expired() and not budget.compute_spent(tokens[0] + judge.eval_tokens):
             step += 1
             grad = self._token_gradient(lm, current, target)  # (L, V)
             candidates = self._candidates(lm, current, grad, generator)  # (N, L)

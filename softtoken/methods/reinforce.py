@@ -130,7 +130,7 @@ class Reinforce:
         score_fn = cfg.score_function()
         judge, forward_tokens, step = PromptJudge(problem), 0, 0
         history: dict[str, list] = {"loss": [], "eval_step": [], "eval_lcs_ratio": [], "eval_exact_match": []}
-        while step < total and not clock.expired():
+        while step < total and not clock.expired() and not budget.compute_spent(forward_tokens + judge.eval_tokens):
             step += 1
             indices = sample_indices(logits_z[0], cfg.batch_size, generator)  # (B, L)
             losses, outputs = rollout_losses(lm, indices, target)  # (B,), (B, T)

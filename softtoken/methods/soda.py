@@ -137,7 +137,7 @@ class Soda:
         judge, train_tokens, step = PromptJudge(problem), 0, 0
         history: dict[str, list] = {"loss": [], "eval_step": [], "eval_lcs_ratio": [], "eval_exact_match": [],
                                     "reset_step": [], "reinit_step": []}
-        while step < total and not clock.expired():
+        while step < total and not clock.expired() and not budget.compute_spent(train_tokens + judge.eval_tokens):
             step += 1
             probs = torch.softmax(logits_z / cfg.temperature, dim=-1)  # (1, L, V)
             loss = margin_loss(lm.teacher_forced_logits(lm.embed_probs(probs), target), target)

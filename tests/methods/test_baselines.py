@@ -137,3 +137,15 @@ def test_methods_never_import_each_other():
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         assert not (imported & (method_modules - {module})), (module, imported & method_modules)
+
+
+@pytest.mark.parametrize("preset, options", [
+    ("soda-paper", {}), ("gcg", {"init_strategy": "random", "search_width": 4}), ("reinforce", {}),
+])
+def test_baselines_stop_at_the_forward_token_budget(tiny_lm, preset, options):
+    from softtoken.methods import build_method
+
+    method = build_method(preset=preset, options={"eval_every": 1000, **options})
+    result = method.run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3), Budget(forward_tokens=40))
+    assert result.steps_run < method.config.epochs
+    assert result.forward_tokens >= 40
