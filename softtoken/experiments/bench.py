@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from softtoken.experiments.report import RunRow, load_runs, summarize, to_markdown
-from softtoken.experiments.spec import BudgetSpec, SpecError, SweepSpec
+from softtoken.experiments.spec import SpecError, SweepSpec
 from softtoken.experiments.store import RunStore
 from softtoken.experiments.sweep import run_sweep
 
@@ -35,10 +35,10 @@ def bench_spec(spec: SweepSpec, *, seconds: float | None = None, steps: int | No
         raise SpecError([f"bench: method entries may not set their own budget (all share the spec's): {own}"])
     if seconds is not None or steps is not None:
         budget = spec.budget
-        spec = replace(spec, budget=BudgetSpec(steps=steps if steps is not None else budget.steps,
-                                               seconds=seconds if seconds is not None else budget.seconds))
-    if spec.budget.seconds is None and spec.budget.steps is None:
-        raise SpecError(["bench: the spec needs a budget (seconds and/or steps) shared by all methods"])
+        spec = replace(spec, budget=replace(budget, steps=steps if steps is not None else budget.steps,
+                                            seconds=seconds if seconds is not None else budget.seconds))
+    if spec.budget.seconds is None and spec.budget.steps is None and spec.budget.forward_tokens is None:
+        raise SpecError(["bench: the spec needs a budget (seconds, steps and/or forward_tokens) shared by all methods"])
     if limit_targets is not None:
         spec = replace(spec, dataset=replace(spec.dataset, limit=limit_targets))
     return spec
@@ -59,7 +59,8 @@ def comparison_blocks(spec: SweepSpec, rows: list[RunRow], failed: int) -> list[
     per_target = [[t] + [_lcs_cell(rows, label, t) for label in summary] for t in targets]
     return [
         ("h", 1, f"Benchmark: {spec.name}"),
-        ("p", (f"Budget per target per method: seconds={budget.seconds}, steps={budget.steps}; prompt length "
+        ("p", (f"Budget per target per method: seconds={budget.seconds}, steps={budget.steps}, "
+               f"forward tokens={budget.forward_tokens}; prompt length "
                f"{spec.prompt_length}; model {spec.model or 'embedded default'}; {len(targets)} targets; "
                f"failed runs: {failed}. Host: {platform.node()} ({platform.machine()}), "
                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")),

@@ -46,6 +46,7 @@ class RunTask:
     device: str = "cpu"
     dtype: str = "float32"
     threads: int | None = None  # torch threads for this run; None: leave the process default
+    forward_tokens: int | None = None  # compute budget of the run; None: unlimited
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +69,7 @@ def expand_tasks(spec: SweepSpec, points: Sequence[ConfigPoint], targets: Target
                     seed=seed, run_seed=run_seed(key), target=target.to_dict(), prompt_length=spec.prompt_length,
                     steps=point.budget.steps, seconds=point.budget.seconds, model=spec.model, device=spec.device,
                     dtype=spec.dtype, threads=threads if threads is not None else spec.threads_per_run,
+                    forward_tokens=point.budget.forward_tokens,
                 ))
     return tasks
 
@@ -131,7 +133,7 @@ def execute_task(task: RunTask | Mapping[str, Any], lm=None) -> dict[str, Any]:
         runner = build_method(task.method if task.preset is None else None, task.preset, dict(task.options))
         problem = Problem(lm=lm, target_ids=target.resolve_ids(lm), prompt_length=task.prompt_length,
                           seed=task.run_seed)
-        result = runner.run(problem, Budget(steps=task.steps, seconds=task.seconds))
+        result = runner.run(problem, Budget(steps=task.steps, seconds=task.seconds, forward_tokens=task.forward_tokens))
         if target.prompt_ids is not None:
             result.metrics.update(prompt_recovery_metrics(result.prompt_ids, target.prompt_ids))
         data = result.to_dict()

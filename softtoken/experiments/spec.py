@@ -44,8 +44,11 @@ class SpecError(ValueError):
 class BudgetSpec:
     steps: int | None = None  # optimiser steps per run; None: the method config's own
     seconds: float | None = None  # wall-clock seconds per run; None: unlimited
+    forward_tokens: int | None = None  # compute per run (positions through the model); None: unlimited
 
     def __post_init__(self) -> None:
+        if self.forward_tokens is not None and (not isinstance(self.forward_tokens, int) or self.forward_tokens < 1):
+            raise ValueError(f"budget.forward_tokens must be an integer >= 1, got {self.forward_tokens!r}")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             raise ValueError(f"budget.steps must be an integer >= 1, got {self.steps!r}")
         if self.seconds is not None and not (isinstance(self.seconds, (int, float)) and self.seconds > 0):
@@ -145,10 +148,11 @@ def _parse_budget(data: Any, where: str, errors: list[str]) -> BudgetSpec | None
     if data is None:
         return None
     if not isinstance(data, Mapping):
-        errors.append(f"{where}: must be a mapping with steps and/or seconds, got {data!r}")
+        errors.append(f"{where}: must be a mapping with steps, seconds and/or forward_tokens, got {data!r}")
         return None
-    _check_keys(data, {"steps", "seconds"}, where, errors)
-    return _build(BudgetSpec, where, errors, steps=data.get("steps"), seconds=data.get("seconds"))
+    _check_keys(data, {"steps", "seconds", "forward_tokens"}, where, errors)
+    return _build(BudgetSpec, where, errors, steps=data.get("steps"), seconds=data.get("seconds"),
+                  forward_tokens=data.get("forward_tokens"))
 
 
 def _parse_method(data: Any, index: int, errors: list[str]) -> MethodSpec | None:

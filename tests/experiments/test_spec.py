@@ -89,3 +89,11 @@ def test_method_entry_may_be_a_bare_name_of_a_method_or_a_preset(tmp_path):
     assert [(p.label, p.method, p.preset) for p in points] == [
         ("dlmi-paper", "dlmi", "dlmi-paper"), ("dlmi", "dlmi", None), ("dlmi-paper-free", "dlmi", "dlmi-paper-free")]
     assert points[2].config["teacher_forcing"] is False
+
+
+def test_forward_token_budget_is_parsed_and_validated(tmp_path):
+    spec = parse_spec({"dataset": "t.txt", "budget": {"forward_tokens": 500}, "methods": [{"method": "dlmi"}]},
+                      tmp_path)
+    assert spec.budget.forward_tokens == 500
+    with pytest.raises(SpecError, match="forward_tokens"):
+        parse_spec({"dataset": "t.txt", "budget": {"forward_tokens": 0}, "methods": [{"method": "dlmi"}]}, tmp_path)
