@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
+import torch
+
 from softtoken.lm.softlm import SoftLM
 
 
@@ -124,6 +126,22 @@ class Result:
         if unknown:
             raise ValueError(f"unknown Result fields: {unknown}")
         return cls(**data)
+
+
+class ConfiguredMethod:
+    """What every method shares: a config (default `config_class()`) and the start of a run."""
+
+    name: str = ""
+    config_class: type | None = None
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.config_class()
+
+    def start(self, problem: Problem, budget: Budget | None) -> tuple[Budget, Clock, int, torch.Generator]:
+        """(budget, clock, step limit, generator seeded from the problem) for one run."""
+        budget = budget or Budget()
+        generator = torch.Generator(device=problem.lm.device).manual_seed(problem.seed)
+        return budget, Clock(budget.seconds), budget.resolve_steps(self.config.epochs), generator
 
 
 METHODS: dict[str, type] = {}

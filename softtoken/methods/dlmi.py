@@ -26,7 +26,7 @@ from softtoken.engine import NonFiniteGradientError, OptimizerConfig, Ramp, Stag
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import (
     Budget,
-    Clock,
+    ConfiguredMethod,
     NonFiniteLossError,
     NullTracker,
     Problem,
@@ -222,20 +222,16 @@ class StgsDiagnostics:
 
 
 @register_method("dlmi")
-class DLMI:
+class DLMI(ConfiguredMethod):
     """Gumbel-softmax inversion with learnable per-position temperatures and Adam on the logits."""
 
     name = "dlmi"
     config_class = DLMIConfig
 
-    def __init__(self, config: DLMIConfig | None = None) -> None:
-        self.config = config or DLMIConfig()
-
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Optimise Z until exact match, the step budget or the time budget; return the best discrete prompt."""
-        cfg, lm, budget = self.config, problem.lm, budget or Budget()
-        clock, steps = Clock(budget.seconds), budget.resolve_steps(cfg.epochs)
-        generator = torch.Generator(device=lm.device).manual_seed(problem.seed)
+        cfg, lm = self.config, problem.lm
+        budget, clock, steps, generator = self.start(problem, budget)
         objective = dlmi_objective(cfg, lm, len(problem.target_ids), generator)
         diagnostics = StgsDiagnostics(lm, cfg, problem, objective)
         monitor = DiscreteMonitor(problem, label=objective.label, eval_every=cfg.eval_every,

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import (
     Budget,
-    Clock,
+    ConfiguredMethod,
     NonFiniteLossError,
     NullTracker,
     Problem,
@@ -121,23 +121,18 @@ class Buffer:
 
 
 @register_method("gcg")
-class GCG:
+class GCG(ConfiguredMethod):
     """Greedy coordinate gradient: one gradient, many scored single-token swaps per step."""
 
     name = "gcg"
     config_class = GCGConfig
-
-    def __init__(self, config: GCGConfig | None = None) -> None:
-        self.config = config or GCGConfig()
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Search until exact match or the budget; return the best discrete prompt found."""
         cfg, lm, tracker = self.config, problem.lm, tracker or NullTracker()
         if cfg.n_replace > problem.prompt_length:
             raise ValueError(f"GCGConfig.n_replace={cfg.n_replace} exceeds prompt_length={problem.prompt_length}")
-        budget = budget or Budget()
-        clock, total = Clock(budget.seconds), budget.resolve_steps(cfg.epochs)
-        generator = torch.Generator(device=lm.device).manual_seed(problem.seed)
+        budget, clock, total, generator = self.start(problem, budget)
         target = torch.tensor(problem.target_ids, device=lm.device)
         per_pass = problem.prompt_length + target.numel() - 1
         current = self._init(problem, generator)  # (L,) prompt-vocabulary indices

@@ -22,7 +22,7 @@ import torch
 from softtoken.lm.evaluation import score_outputs
 from softtoken.methods.base import (
     Budget,
-    Clock,
+    ConfiguredMethod,
     NonFiniteLossError,
     NullTracker,
     Problem,
@@ -106,21 +106,16 @@ def init_logits(config: ReinforceConfig, shape: tuple[int, ...], generator: torc
 
 
 @register_method("reinforce")
-class Reinforce:
+class Reinforce(ConfiguredMethod):
     """Score-function (REINFORCE) optimisation of a categorical prompt distribution."""
 
     name = "reinforce"
     config_class = ReinforceConfig
 
-    def __init__(self, config: ReinforceConfig | None = None) -> None:
-        self.config = config or ReinforceConfig()
-
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Sample, roll out, descend the surrogate until exact match or the budget; return the best prompt."""
         cfg, lm, tracker = self.config, problem.lm, tracker or NullTracker()
-        budget = budget or Budget()
-        clock, total = Clock(budget.seconds), budget.resolve_steps(cfg.epochs)
-        generator = torch.Generator(device=lm.device).manual_seed(problem.seed)
+        budget, clock, total, generator = self.start(problem, budget)
         diag_generator = torch.Generator(device=lm.device).manual_seed(problem.seed + DIAGNOSTIC_SEED_OFFSET)
         target = torch.tensor(problem.target_ids, device=lm.device)
         per_prompt = problem.prompt_length + target.numel() - 1  # tokens through the model per rollout

@@ -22,7 +22,7 @@ import torch
 
 from softtoken.methods.base import (
     Budget,
-    Clock,
+    ConfiguredMethod,
     NonFiniteLossError,
     NullTracker,
     Problem,
@@ -113,21 +113,16 @@ def init_logits(strategy: str, std: float, shape: tuple[int, ...], generator: to
 
 
 @register_method("soda")
-class Soda:
+class Soda(ConfiguredMethod):
     """SODA: margin loss on a tau=0.05 softmax prompt, bias-free Adam, decay, resets and re-inits."""
 
     name = "soda"
     config_class = SodaConfig
 
-    def __init__(self, config: SodaConfig | None = None) -> None:
-        self.config = config or SodaConfig()
-
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Optimise Z until exact match or the budget; return the best discrete prompt seen."""
         cfg, lm, tracker = self.config, problem.lm, tracker or NullTracker()
-        budget = budget or Budget()
-        clock, total = Clock(budget.seconds), budget.resolve_steps(cfg.epochs)
-        generator = torch.Generator(device=lm.device).manual_seed(problem.seed)
+        budget, clock, total, generator = self.start(problem, budget)
         target = torch.tensor(problem.target_ids, device=lm.device)
         shape, per_pass = (1, problem.prompt_length, lm.prompt_vocab_size), problem.prompt_length + target.numel() - 1
         logits_z = init_logits(cfg.soda_init_strategy, cfg.soda_init_std, shape, generator, lm.device)
