@@ -4,8 +4,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.softtoken-installed
-DEMO_TARGET ?= " Paris."
-DEMO_ARGS ?= --preset dlmi-demo --prompt-length 4 --time-budget 280 --seed 0
+# The model's own greedy continuation of "The sun rises in the" (10 tokens); gcg-fast is the benchmark winner.
+DEMO_TARGET ?= " sky, casting a golden glow over the horizon."
+DEMO_ARGS ?= --preset gcg-fast --prompt-length 10 --time-budget 280 --seed 0
 
 .PHONY: install demo test bench clean
 
@@ -25,7 +26,7 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	$(PY) bench/step_time.py
+	$(PY) bench/step_speed.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -15,6 +15,7 @@ from typing import Any
 from softtoken.engine.gradients import MERGERS, NORM_ALIGNMENTS, NORMALIZATIONS
 from softtoken.engine.optimizers import OptimizerConfig
 from softtoken.engine.schedules import Ramp
+from softtoken.lm.loading import DTYPES
 from softtoken.relax import GUMBEL_KINDS, HARD_METHODS
 from softtoken.relax.temperature import THETA_INITS
 
@@ -90,6 +91,7 @@ class StageConfig:
     learnable_temperature: str = "none"  # none / shared / per_position: tau = tau0 (1 + tanh theta), theta learnt
     temperature_theta_init: str = "uniform"  # uniform: theta ~ U[0,1) (DLMI reference); zero: tau starts at tau0
     temperature_lr: float | None = None  # lr of theta and of objective parameters; None: lr
+    compute_dtype: str = "float32"  # objectives' model passes under autocast (bfloat16: AMX/tensor cores)
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -153,6 +155,7 @@ class StageConfig:
                    "merger": tuple(sorted(MERGERS)), "decode": DECODES, "gumbel_kind": GUMBEL_KINDS,
                    "hard_method": HARD_METHODS, "init": INITS, "learnable_temperature": LEARNABLE_TEMPERATURES,
                    "temperature_theta_init": THETA_INITS}
+        choices["compute_dtype"] = tuple(sorted(DTYPES))
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"StageConfig.{name} must be one of {valid}, got {getattr(self, name)!r}")

@@ -42,15 +42,25 @@ def blend(
     probs = relax(mask_forbidden(logits, forbidden), temperature, noise=noise, noise_scale=noise_scale)  # (B, L, V)
     # The categorical draw is the DLMI reference's ST token; it only matters when something is hard.
     method = hard_method if (hard > 0 or soft < 1) else "argmax"
-    index = hard_index(probs, method, generator)  # (B, L)
-    one_hot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)  # (B, L, V)
-    mixed = (1.0 - hard) * ((1.0 - soft) * one_hot + soft * probs)
-    if hard > 0:
-        mixed = mixed + hard * straight_through(probs, index)
+    mixed = _mix(probs, soft=soft, hard=hard, method=method, generator=generator)
     if fixed is None or not bool(fixed.any()):
         return mixed
     anchored = F.one_hot(mask_forbidden(logits, forbidden).argmax(-1), probs.shape[-1]).to(probs.dtype)
     return torch.where(fixed[None, :, None], anchored, mixed)
+
+
+def _mix(probs: torch.Tensor, *, soft: float, hard: float, method: str,
+         generator: torch.Generator | None) -> torch.Tensor:
+    """(1 - hard)[(1 - soft) H + soft P] + hard ST; the pure soft and pure ST cases skip the dense (B, L, V)
+    one-hot arithmetic, which costs as much as the model's own passes at L = 80 (same values)."""
+    if hard == 0 and soft == 1:
+        return probs
+    index = hard_index(probs, method, generator)  # (B, L)
+    if hard == 1:
+        return straight_through(probs, index)
+    one_hot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)  # (B, L, V)
+    mixed = (1.0 - hard) * ((1.0 - soft) * one_hot + soft * probs)
+    return mixed + hard * straight_through(probs, index) if hard > 0 else mixed
 
 
 def mask_forbidden(logits: torch.Tensor, forbidden: torch.Tensor | None) -> torch.Tensor:

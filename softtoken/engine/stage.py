@@ -221,7 +221,8 @@ def evaluate(
                         sample_index=probs.detach().argmax(-1), predictions={})
     losses, grads, theta_grads = [], [], []
     for objective in objectives:
-        per_sample, predictions = objective.loss_and_predictions(lm, probs, context)  # (B*S,)
+        with lm.compute(config.compute_dtype):
+            per_sample, predictions = objective.loss_and_predictions(lm, probs, context)  # (B*S,)
         loss = per_sample.view(batch, config.samples).mean(1)  # (B,)
         _check_finite(loss, objective, step, "loss")
         losses.append(loss.detach())

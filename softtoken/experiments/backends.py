@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from softtoken.experiments.runner import RunTask, execute_task, failed_record, iter_serial
@@ -69,6 +69,8 @@ class RayBackend:
     gpus_per_run: float = 0.0  # fractional values pack several small-model runs per GPU
     max_retries: int = 3  # re-submissions when a worker process dies
     local_cpus: int | None = None  # CPUs of a local Ray (address None); None: all
+    # What each Ray task runs (a task dict -> record); swapped only to test retries after a crash.
+    task_function: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=execute_task, repr=False)
 
     def __post_init__(self) -> None:
         if self.cpus_per_run <= 0 or self.gpus_per_run < 0 or self.max_retries < 0:
@@ -85,7 +87,7 @@ class RayBackend:
         threads = max(1, int(self.cpus_per_run))
         tasks = [t if t.threads is not None else replace(t, threads=threads) for t in tasks]
         remote = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
-                            max_retries=self.max_retries)(execute_task)
+                            max_retries=self.max_retries)(self.task_function)
         try:
             pending = {remote.remote(task.to_dict()): task for task in tasks}
             while pending:

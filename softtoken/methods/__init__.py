@@ -12,10 +12,16 @@ from softtoken.methods.base import (
     register_method,
 )
 from softtoken.methods.dlmi import DLMI, DLMIConfig, dlmi_paper, dlmi_paper_free
-from softtoken.methods.gcg import GCG, GCGConfig, gcg_paper_lmi
+from softtoken.methods.gcg import GCG, GCGConfig, gcg_fast, gcg_paper_lmi
+from softtoken.methods.hybrid import RelaxThenSearch, RelaxThenSearchConfig
 from softtoken.methods.presets import PRESETS, build_method, get_preset, with_options
 from softtoken.methods.program import ProgramConfig, ProgramMethod, anneal_inversion
-from softtoken.methods.reinforce import Reinforce, ReinforceConfig, reinforce_default, reinforce_paper
+from softtoken.methods.reinforce import (
+    Reinforce,
+    ReinforceConfig,
+    reinforce_default,
+    reinforce_paper,
+)
 from softtoken.methods.soda import Soda, SodaConfig, soda_paper
 
 __all__ = [
@@ -23,22 +29,25 @@ __all__ = [
     "GCG",
     "METHODS",
     "PRESETS",
-    "ProgramConfig",
-    "ProgramMethod",
-    "anneal_inversion",
     "Budget",
     "DLMIConfig",
     "GCGConfig",
     "NonFiniteLossError",
     "NullTracker",
     "Problem",
+    "ProgramConfig",
+    "ProgramMethod",
     "Reinforce",
     "ReinforceConfig",
+    "RelaxThenSearch",
+    "RelaxThenSearchConfig",
     "Result",
     "Soda",
     "SodaConfig",
     "Tracker",
+    "anneal_inversion",
     "build_method",
+    "gcg_fast",
     "dlmi_paper",
     "dlmi_paper_free",
     "gcg_paper_lmi",

@@ -22,7 +22,15 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from softtoken.engine import NonFiniteGradientError, OptimizerConfig, Ramp, StageConfig, StepView, run_stage
+from softtoken.engine import (
+    NonFiniteGradientError,
+    OptimizerConfig,
+    Ramp,
+    StageConfig,
+    StepView,
+    run_stage,
+)
+from softtoken.lm.loading import DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import (
     Budget,
@@ -41,7 +49,13 @@ from softtoken.methods.diagnostics import (
     variance_summary,
 )
 from softtoken.methods.monitoring import DiscreteMonitor, monitor_result
-from softtoken.objectives import FreeRunningTargetCE, Objective, ObjectiveContext, RelaxedFeedback, TargetCE
+from softtoken.objectives import (
+    FreeRunningTargetCE,
+    Objective,
+    ObjectiveContext,
+    RelaxedFeedback,
+    TargetCE,
+)
 from softtoken.relax import GUMBEL_KINDS, HARD_METHODS, gumbel_noise, relax
 from softtoken.relax.temperature import THETA_INITS
 
@@ -78,6 +92,7 @@ class DLMIConfig:
     losses: str = "crossentropy"
     eval_every: int = 10  # steps between discrete evaluations, >= 1
     score_hard_samples: bool = False  # ST + TF only: every hard sample is a discrete prompt, scored for free
+    compute_dtype: str = "float32"  # model passes under autocast; bfloat16 is ~2x on AMX CPUs and GPUs
     # Gradient diagnostics (dlmi-reference.md §6.2-6.3); they draw from their own generator, so the
     # trajectory is the same with and without them. Period 0 = off.
     stgs_grad_variance_period: int = 0  # steps between variance measurements
@@ -101,6 +116,7 @@ class DLMIConfig:
             "init_strategy": INIT_STRATEGIES,
             "losses": LOSSES,
             "temperature_theta_init": THETA_INITS,
+            "compute_dtype": tuple(sorted(DTYPES)),
         }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
@@ -152,7 +168,7 @@ def dlmi_stage(config: DLMIConfig, prompt_length: int, steps: int) -> StageConfi
         gumbel_scale=config.gumbel_noise_scale, gumbel_kind=config.gumbel_kind, hard_method=config.stgs_hard_method,
         init="zeros" if config.init_strategy == "zeros" else "randn",
         init_std=config.init_std if config.init_strategy == "normal" else 1.0,
-        normalize="none", save_best=False, track_every=config.eval_every,
+        normalize="none", save_best=False, track_every=config.eval_every, compute_dtype=config.compute_dtype,
     )
 
 

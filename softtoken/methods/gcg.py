@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from softtoken.lm.loading import DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import (
     Budget,
@@ -55,6 +56,8 @@ class GCGConfig:
     loss: str = "crossentropy"  # crossentropy (nanoGCG) or margin (log p(y_t) - max_v log p(v), DLMI repo)
     candidate_batch_size: int = 64  # candidates per forward pass (speed only)
     eval_every: int = 10  # steps between greedy evaluations of the current prompt, >= 1
+    distinct_swaps: bool = False  # draw the width's (position, token) swaps without replacement (n_replace 1)
+    compute_dtype: str = "float32"  # gradient and candidate scoring under autocast; the judge stays float32
 
     def __post_init__(self) -> None:
         for name in ("epochs", "search_width", "topk", "n_replace", "candidate_batch_size", "eval_every"):
@@ -62,6 +65,10 @@ class GCGConfig:
                 raise ValueError(f"GCGConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.buffer_size < 0:
             raise ValueError(f"GCGConfig.buffer_size must be >= 0, got {self.buffer_size}")
+        if self.distinct_swaps and self.n_replace != 1:
+            raise ValueError(f"GCGConfig.distinct_swaps needs n_replace=1, got n_replace={self.n_replace}")
+        if self.compute_dtype not in DTYPES:
+            raise ValueError(f"GCGConfig.compute_dtype must be one of {sorted(DTYPES)}, got {self.compute_dtype!r}")
         for name, valid in {"init_strategy": INIT_STRATEGIES, "loss": LOSSES}.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"GCGConfig.{name} must be one of {valid}, got {getattr(self, name)!r}")
@@ -82,14 +89,20 @@ def target_losses(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torc
 
 
 def sample_candidates(current: torch.Tensor, grad: torch.Tensor, *, search_width: int, topk: int, n_replace: int,
-                      generator: torch.Generator) -> torch.Tensor:
+                      generator: torch.Generator, distinct: bool = False) -> torch.Tensor:
     """Candidates (N, L) around `current` (L,) prompt-vocabulary indices, from the one-hot gradient (L, V).
 
     Each changes `n_replace` distinct uniformly chosen positions to tokens drawn uniformly from that
-    position's top-k of -grad (nanoGCG's `sample_ids_from_grad`).
+    position's top-k of -grad (nanoGCG's `sample_ids_from_grad`). `distinct` (one swap each) draws the
+    (position, token) pairs without replacement, so no forward pass is spent on a duplicate.
     """
     length, vocab = grad.shape
     top = (-grad).topk(min(topk, vocab), dim=-1).indices  # (L, K)
+    if distinct:
+        flat = torch.randperm(top.numel(), generator=generator, device=grad.device)[:search_width]  # (N,)
+        positions, picks = flat // top.shape[1], flat % top.shape[1]
+        candidates = current.expand(positions.numel(), -1).clone()  # (N, L)
+        return candidates.scatter_(1, positions[:, None], top[positions, picks][:, None])
     scores = torch.rand((search_width, length), generator=generator, device=grad.device)
     positions = scores.argsort(dim=-1)[:, :n_replace]  # (N, n_replace), distinct per row
     picks = torch.randint(0, top.shape[1], (search_width, n_replace), generator=generator, device=grad.device)
@@ -127,15 +140,19 @@ class GCG(ConfiguredMethod):
     name = "gcg"
     config_class = GCGConfig
 
-    def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
-        """Search until exact match or the budget; return the best discrete prompt found."""
+    def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None, *,
+            initial: torch.Tensor | None = None) -> Result:
+        """Search from `initial` (L,) prompt-vocabulary indices (default: the configured init) until exact
+        match or the budget; return the best discrete prompt found."""
         cfg, lm, tracker = self.config, problem.lm, tracker or NullTracker()
+        if initial is not None and tuple(initial.shape) != (problem.prompt_length,):
+            raise ValueError(f"GCG initial prompt must have shape ({problem.prompt_length},), got {tuple(initial.shape)}")
         if cfg.n_replace > problem.prompt_length:
             raise ValueError(f"GCGConfig.n_replace={cfg.n_replace} exceeds prompt_length={problem.prompt_length}")
         budget, clock, total, generator = self.start(problem, budget)
         target = torch.tensor(problem.target_ids, device=lm.device)
         per_pass = problem.prompt_length + target.numel() - 1
-        current = self._init(problem, generator)  # (L,) prompt-vocabulary indices
+        current = self._init(problem, generator) if initial is None else initial.to(lm.device)  # (L,)
         buffer = Buffer(cfg.buffer_capacity)
         loss, _ = self._score(lm, current.unsqueeze(0), target)
         buffer.offer(loss[0].item(), current)
@@ -184,7 +201,8 @@ class GCG(ConfiguredMethod):
     def _token_gradient(self, lm: SoftLM, current: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Gradient of the loss w.r.t. the one-hot prompt over the prompt vocabulary -> (L, V)."""
         one_hot = F.one_hot(current, lm.prompt_vocab_size).float().unsqueeze(0).requires_grad_(True)  # (1, L, V)
-        logits = lm.teacher_forced_logits(lm.embed_probs(one_hot), target)
+        with lm.compute(self.config.compute_dtype):
+            logits = lm.teacher_forced_logits(lm.embed_probs(one_hot), target)
         loss = target_losses(logits, target, self.config.loss)[0]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"GCG loss is {loss.item()}; check the model dtype")
@@ -194,7 +212,7 @@ class GCG(ConfiguredMethod):
                     generator: torch.Generator) -> torch.Tensor:
         cfg = self.config
         candidates = sample_candidates(current, grad, search_width=cfg.search_width, topk=cfg.topk,
-                                       n_replace=cfg.n_replace, generator=generator)
+                                       n_replace=cfg.n_replace, generator=generator, distinct=cfg.distinct_swaps)
         if not cfg.filter_ids:
             return candidates
         kept = candidates[roundtrip_mask(lm, candidates)]
@@ -208,7 +226,8 @@ class GCG(ConfiguredMethod):
         """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L), in batches."""
         losses, exact = [], []
         for chunk in candidates.split(self.config.candidate_batch_size):
-            logits = lm.teacher_forced_logits(lm.embed_ids(lm.to_model_ids(chunk)), target)  # (n, T, V_out)
+            with lm.compute(self.config.compute_dtype):
+                logits = lm.teacher_forced_logits(lm.embed_ids(lm.to_model_ids(chunk)), target)  # (n, T, V_out)
             losses.append(target_losses(logits, target, self.config.loss))
             exact.append((logits.argmax(-1) == target).all(-1))
         return torch.cat(losses), torch.cat(exact)
@@ -219,3 +238,12 @@ def gcg_paper_lmi() -> GCGConfig:
     better, the log-prob-difference loss, no retokenisation filter (none is described), 2048 steps."""
     return GCGConfig(epochs=2048, search_width=704, topk=128, n_replace=1, accept_only_if_better=True,
                      filter_ids=False, init_strategy="zeros", loss="margin")
+
+
+def gcg_fast() -> GCGConfig:
+    """GCG for CPU seconds (the benchmark winner, docs/benchmarks.md §5): 64 distinct swaps a step drawn from
+    each position's top-32, gradient and scoring under bf16 autocast, nanoGCG's " x" start and filter.
+
+    Against nanoGCG's width 512 / top-256 in float32 it takes ~10x more steps per second on this CPU;
+    the float32 judge still decides success, so bf16 can only cost a missed hit, never a false one."""
+    return GCGConfig(search_width=64, topk=32, candidate_batch_size=64, distinct_swaps=True, compute_dtype="bfloat16")

@@ -59,3 +59,12 @@ def test_blend_gives_forbidden_tokens_zero_probability_and_gradient():
     assert torch.equal(probs[..., forbidden], torch.zeros(2, 3, 1))
     assert torch.equal(grad[..., forbidden], torch.zeros(2, 3, 1))
     torch.testing.assert_close(probs.sum(-1), torch.ones(2, 3))
+
+
+def test_blend_fully_soft_is_exactly_the_tempered_softmax():
+    logits, weights = logits_and_weights()
+    probs, grad = grad_of(logits, weights, temperature=0.7, soft=1.0, hard=0.0)
+    assert torch.equal(probs, torch.softmax(logits / torch.tensor(0.7), -1))
+    leaf = logits.clone().requires_grad_(True)
+    (torch.softmax(leaf / 0.7, -1) * weights).sum().backward()
+    torch.testing.assert_close(grad, leaf.grad)

@@ -301,3 +301,8 @@ def test_unit_normalised_sgd_step_moves_logits_by_the_effective_lr(tiny_lm, scal
     moved = (result.logits - start).flatten(1).norm(dim=-1)
     torch.testing.assert_close(moved, torch.full((2,), expected_lr), rtol=1e-5, atol=1e-6)
     assert result.history[0].state["lr"] == pytest.approx(expected_lr)
+
+
+def test_stage_config_rejects_an_unknown_compute_dtype():
+    with pytest.raises(ValueError, match="compute_dtype"):
+        StageConfig(compute_dtype="float64")

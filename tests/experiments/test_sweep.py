@@ -146,6 +146,36 @@ def test_ray_backend_on_local_two_cpus_matches_local_backends(tiny_spec, tmp_pat
     assert aggregate(tmp_path / "ray") == aggregate(tmp_path / "serial")
 
 
+def _crash_on_first_attempt(marker_dir, task):
+    """Kill the worker process the first time each run is tried; run it normally on the retry."""
+    from pathlib import Path
+
+    from softtoken.experiments.runner import execute_task
+
+    marker = Path(marker_dir) / task["key"].replace("/", "_")
+    if not marker.exists():
+        marker.touch()
+        os._exit(1)
+    return execute_task(task)
+
+
+def test_ray_backend_retries_a_run_whose_worker_died(tiny_spec, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    spec = parse_spec(tiny_spec(seeds=[1]))
+    run_sweep(spec, tmp_path / "serial", LocalBackend(), progress=False)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+
+    def crashing(task):  # a plain function: ray.remote refuses a functools.partial
+        return _crash_on_first_attempt(str(markers), task)
+
+    summary = run_sweep(spec, tmp_path / "ray", RayBackend(local_cpus=2, max_retries=1, task_function=crashing),
+                        progress=False)
+    assert (summary.ok, summary.failed) == (summary.total, 0) and len(list(markers.iterdir())) == summary.total
+    assert outcome(tmp_path / "ray") == outcome(tmp_path / "serial")
+
+
 class _TensorInMetrics(_AlwaysNaN):
     name = "tensor_metrics"
 

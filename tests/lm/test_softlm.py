@@ -63,3 +63,29 @@ def test_relaxed_feedback_is_differentiable(tiny_lm):
     assert embeds.shape == (2, 1, tiny_lm.hidden_size)
     embeds.sum().backward()
     assert logits.grad.abs().sum() > 0
+
+
+def test_compute_dtype_autocasts_model_passes_and_float32_changes_nothing(tiny_lm):
+    prompt = tiny_lm.embed_ids(torch.tensor([[3, 4, 5]]))
+    target = torch.tensor([7, 8, 9])
+    reference = tiny_lm.teacher_forced_logits(prompt, target)
+    with tiny_lm.compute("float32"):
+        assert torch.equal(tiny_lm.teacher_forced_logits(prompt, target), reference)
+    with tiny_lm.compute("bfloat16"):
+        fast = tiny_lm.teacher_forced_logits(prompt, target)
+    assert fast.dtype == torch.float32 and not torch.equal(fast, reference)
+    torch.testing.assert_close(fast, reference, atol=0.1, rtol=0.05)
+    with pytest.raises(ValueError, match="int8"):
+        tiny_lm.compute("int8")
+
+
+def test_embed_probs_under_bf16_compute_matches_float32_and_passes_gradients(tiny_lm):
+    probs = torch.softmax(torch.randn(2, 3, tiny_lm.prompt_vocab_size, generator=torch.Generator().manual_seed(0)), -1)
+    reference = tiny_lm.embed_probs(probs)
+    leaf = probs.clone().requires_grad_(True)
+    with tiny_lm.compute("bfloat16"):
+        fast = tiny_lm.embed_probs(leaf)
+    fast.sum().backward()
+    assert fast.dtype == reference.dtype and not torch.equal(fast, reference)
+    torch.testing.assert_close(fast, reference, atol=0.02, rtol=0.02)
+    torch.testing.assert_close(leaf.grad, tiny_lm.prompt_matrix.sum(-1).expand_as(leaf), atol=0.05, rtol=0.02)

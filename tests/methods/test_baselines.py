@@ -130,9 +130,13 @@ def test_baseline_presets_are_locked():
     assert lmi.accept_only_if_better and lmi.loss == "margin"
 
 
+# Composite methods run other methods by design; no other method may import them.
+COMPOSITES = {"softtoken.methods.hybrid"}
+
+
 def test_methods_never_import_each_other():
     method_modules = {cls.__module__ for cls in METHODS.values()}
-    for module in method_modules:
+    for module in method_modules - COMPOSITES:
         tree = ast.parse(Path(importlib.import_module(module).__file__).read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}

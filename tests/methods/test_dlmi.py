@@ -46,6 +46,7 @@ def test_dlmi_is_reproducible_for_same_seed_and_differs_across_seeds(tiny_lm, re
     {"teacher_forcing": False, "bptt": True, "bptt_hidden_state_conditioning": True},
     {"stgs_hard": True, "stgs_hard_method": "categorical", "learnable_temperature": False,
      "decouple_learnable_temperature": False, "gumbel_kind": "standard"},
+    {"compute_dtype": "bfloat16"},
 ])
 def test_dlmi_forward_modes_run_and_report_history(tiny_lm, options):
     config = dataclasses.replace(FAST, **options)
@@ -74,6 +75,7 @@ def test_learnable_temperatures_move(tiny_lm):
     ({"batch_size": 0}, "batch_size"),
     ({"init_std": float("inf")}, "init_std"),
     ({"stgs_hard_method": "nearest"}, "stgs_hard_method"),
+    ({"compute_dtype": "float64"}, "compute_dtype"),
 ])
 def test_invalid_configs_are_rejected_at_construction(options, message):
     with pytest.raises(ValueError, match=message):

@@ -103,3 +103,42 @@ def test_gcg_text_init_repeats_one_token_and_rejects_multi_token_text(tiny_lm):
         GCG(config).run(Problem(lm=tiny_lm, target_ids=(7,), prompt_length=2), Budget(steps=1))
     initial = GCG(GCGConfig(init_text=" w5"))._init(Problem(lm=tiny_lm, target_ids=(7,), prompt_length=3), None)
     assert tiny_lm.to_model_ids(initial).tolist() == tiny_lm.encode(" w5 w5 w5")
+
+
+def test_gcg_distinct_swaps_cover_every_topk_swap_exactly_once():
+    generator = torch.Generator().manual_seed(0)
+    grad = torch.zeros(3, 12)
+    grad[:, 6:] = -torch.rand(3, 6, generator=generator) - 1.0  # top-4 of -grad never holds current token 0
+    current = torch.zeros(3, dtype=torch.long)
+    top = (-grad).topk(4, dim=-1).indices
+    candidates = sample_candidates(current, grad, search_width=100, topk=4, n_replace=1, generator=generator,
+                                   distinct=True)
+    swaps = {(int(p), int(row[p])) for row in candidates for p in (row != 0).nonzero()[:, 0]}
+    assert candidates.shape == (12, 3) and ((candidates != 0).sum(-1) == 1).all()
+    assert swaps == {(p, int(t)) for p in range(3) for t in top[p]}
+    fewer = sample_candidates(current, grad, search_width=5, topk=4, n_replace=1, generator=generator, distinct=True)
+    assert fewer.shape == (5, 3) and torch.unique(fewer, dim=0).shape[0] == 5
+
+
+@pytest.mark.parametrize("field, bad", [("distinct_swaps", True), ("compute_dtype", "int8")])
+def test_gcg_config_rejects_distinct_multi_swaps_and_unknown_dtypes(field, bad):
+    with pytest.raises(ValueError, match=field):
+        GCGConfig(n_replace=2, **{field: bad})
+
+
+def test_gcg_starts_from_a_given_initial_prompt(tiny_lm):
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8), prompt_length=4, seed=0)
+    initial = torch.tensor([3, 9, 1, 5])
+    result = GCG(GCGConfig(search_width=8, topk=4, eval_every=1)).run(problem, Budget(steps=1), initial=initial)
+    found = [tiny_lm.allowed_ids.tolist().index(i) for i in result.prompt_ids]
+    assert sum(a != b for a, b in zip(found, initial.tolist())) <= 1  # one single-token swap away
+    with pytest.raises(ValueError, match="initial prompt"):
+        GCG(GCGConfig(search_width=8, topk=4)).run(problem, Budget(steps=1), initial=torch.tensor([1, 2]))
+
+
+def test_gcg_bf16_search_is_judged_in_float32(tiny_lm):
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8), prompt_length=3, seed=0)
+    config = GCGConfig(search_width=8, topk=4, eval_every=1, init_strategy="zeros", compute_dtype="bfloat16")
+    result = GCG(config).run(problem, Budget(steps=3))
+    output = tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 2)[0].tolist()
+    assert output == result.output_ids and all(torch.isfinite(torch.tensor(result.history["loss"])))

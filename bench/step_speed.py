@@ -1,0 +1,137 @@
+"""dlmi-paper step time: softtoken against a straightforward implementation, side by side in one process.
+
+The straightforward step is what a first implementation of the paper's method looks like: dense (B, L, V)
+float32 Gumbel-softmax over the whole vocabulary, logits for every position of [prompt ; target]
+(`logits_to_keep` unused), hidden states of every layer returned, Adam on the logits and the per-position
+temperatures. softtoken's step is `DLMI(dlmi_paper())` as shipped (float32), and the same with
+`compute_dtype="bfloat16"` (autocast: AMX on this CPU, tensor cores on a GPU). Batch 8, target 20,
+prompt 10 and 80; variants run interleaved, `--repeats` times, and the median per-step time is kept.
+
+Usage: python bench/step_speed.py [--steps 3] [--repeats 2] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from softtoken.lm.softlm import SoftLM, as_softlm
+from softtoken.methods import DLMI, Budget, Problem, dlmi_paper
+
+BATCH, TARGET_TEXT = 8, (" Paris is the capital and most populous city of France, with an estimated population of"
+                         " more than two million residents")
+
+
+def straightforward_seconds(lm: SoftLM, prompt_length: int, target: torch.Tensor, steps: int) -> float:
+    """Seconds per step of a plain DLMI loop: full vocabulary, full-sequence logits, hidden states kept."""
+    generator = torch.Generator().manual_seed(0)
+    embedding = lm.model.get_input_embeddings().weight.detach()  # (V_full, D)
+    vocab = embedding.shape[0]
+    z = torch.zeros(1, prompt_length, vocab, requires_grad=True)
+    theta = torch.rand(1, prompt_length, 1, generator=generator).requires_grad_(True)
+    optimizer = torch.optim.Adam([z, theta], lr=0.1)
+    target_embeds = embedding[target[:-1]].expand(BATCH, -1, -1)
+
+    def step() -> None:
+        uniform = torch.rand(BATCH, prompt_length, vocab, generator=generator)
+        gumbel = -torch.log(-torch.log(uniform + 1e-10) + 1e-10)
+        tau = 100.0 * (1.0 + torch.tanh(theta)) + 1e-10
+        probs = torch.softmax((z.expand(BATCH, -1, -1) + gumbel) / tau, dim=-1)  # (B, L, V) float32
+        inputs = torch.cat([probs @ embedding, target_embeds], dim=1)
+        out = lm.model(inputs_embeds=inputs, output_hidden_states=True, use_cache=False)
+        logits = out.logits[:, prompt_length - 1:]  # (B, T, V_full), from logits of every position
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.repeat(BATCH))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def softtoken_seconds(lm: SoftLM, config, prompt_length: int, target: torch.Tensor, steps: int) -> float:
+    """(t(1 + N steps) - t(1 step)) / N of the shipped DLMI, so set-up and final evaluation cancel out."""
+    config = dataclasses.replace(config, eval_every=10_000)
+    problem = Problem(lm=lm, target_ids=tuple(target.tolist()), prompt_length=prompt_length, seed=0)
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        DLMI(config).run(problem, Budget(steps=n))
+        return time.perf_counter() - start
+
+    run(1)
+    return (run(1 + steps) - run(1)) / steps
+
+
+def bf16_fidelity(lm: SoftLM, prompt_length: int, target: torch.Tensor) -> dict[str, float]:
+    """Loss and gradient w.r.t. Z of one dlmi-paper-like pass (tau = 100, Gumbel noise), float32 vs bf16
+    autocast, from the same Z and noise: how much the faster pass changes what the optimiser sees."""
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(BATCH, prompt_length, lm.prompt_vocab_size, generator=generator)
+    gumbel = -torch.log(-torch.log(torch.rand(z.shape, generator=generator)))
+
+    def loss_and_grad(dtype: str) -> tuple[float, torch.Tensor]:
+        leaf = z.clone().requires_grad_(True)
+        probs = torch.softmax((leaf + gumbel) / 100.0, dim=-1)
+        with lm.compute(dtype):
+            logits = lm.teacher_forced_logits(lm.embed_probs(probs), target)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.repeat(BATCH))
+        loss.backward()
+        return loss.item(), leaf.grad.flatten().double()  # float64: a float32 dot over 4M-40M entries drifts past 1
+
+    loss32, grad32 = loss_and_grad("float32")
+    loss16, grad16 = loss_and_grad("bfloat16")
+    return {"loss_float32": loss32, "loss_bfloat16": loss16,
+            "grad_cosine": F.cosine_similarity(grad32, grad16, dim=0).item(),
+            "grad_relative_error": ((grad16 - grad32).norm() / grad32.norm()).item()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    lm = as_softlm(None)
+    target = torch.tensor(lm.encode(TARGET_TEXT)[:20])
+    variants = {
+        "straightforward": lambda length: straightforward_seconds(lm, length, target, args.steps),
+        "softtoken fp32": lambda length: softtoken_seconds(lm, dlmi_paper(), length, target, args.steps),
+        "softtoken bf16": lambda length: softtoken_seconds(
+            lm, dataclasses.replace(dlmi_paper(), compute_dtype="bfloat16"), length, target, args.steps),
+    }
+    rows = []
+    print("| prompt | straightforward s/step | softtoken fp32 s/step (speed-up) | softtoken bf16 s/step (speed-up) |")
+    print("|---|---|---|---|")
+    for length in (10, 80):
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.repeats):
+            for name, measure in variants.items():
+                times[name].append(measure(length))
+        median = {name: statistics.median(values) for name, values in times.items()}
+        base = median["straightforward"]
+        fidelity = bf16_fidelity(lm, length, target)
+        rows.append({"prompt_length": length, "target_length": 20, "batch": BATCH, "seconds_per_step": median,
+                     "speedup": {name: base / value for name, value in median.items()}, "bf16": fidelity})
+        print(f"| {length} | {base:.2f} | {median['softtoken fp32']:.2f} ({base / median['softtoken fp32']:.2f}x) "
+              f"| {median['softtoken bf16']:.2f} ({base / median['softtoken bf16']:.2f}x) |", flush=True)
+        print(f"  bf16 vs float32 at L={length}: " + ", ".join(f"{k} {v:.4f}" for k, v in fidelity.items()), flush=True)
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": platform.processor() or platform.machine()}
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "info": info}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
