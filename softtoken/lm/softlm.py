@@ -6,7 +6,9 @@ V_out the model's output vocabulary, D hidden size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import copy
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -31,6 +33,8 @@ class SoftLM:
         # float32 copy of the allowed rows: soft mixtures over ~50k rows lose precision in bf16.
         self.prompt_matrix = self.embedding.detach()[self.allowed_ids].float()  # (V, D)
         self._low_precision_rows: dict[torch.dtype, torch.Tensor] = {}  # compute-dtype copies, made on first use
+        self._low_precision_models: dict[torch.dtype, Any] = {}
+        self.active_model = model  # what the passes below call: `model`, or its low-precision copy in `compute`
 
     @property
     def prompt_vocab_size(self) -> int:
@@ -44,13 +48,39 @@ class SoftLM:
     def output_vocab_size(self) -> int:
         return int(self.model.get_output_embeddings().weight.shape[0])
 
-    def compute(self, dtype: str = "float32") -> torch.autocast:
-        """Context in which the model's matmuls run in `dtype` (autocast); float32 (or the model's own
-        dtype) leaves them as they are. Weights stay float32, so one model serves a bf16 search and the
-        float32 evaluation that judges it."""
+    def compute(self, dtype: str = "float32") -> contextlib.AbstractContextManager[None]:
+        """Context in which the model's passes run in `dtype` (autocast); float32 (or the model's own
+        dtype) leaves them as they are. The float32 model stays as it is, so one SoftLM serves a bf16
+        search and the float32 evaluation that judges it."""
         wanted = resolve_dtype(dtype)
-        return torch.autocast(device_type=self.device.type, dtype=wanted,
-                              enabled=wanted in (torch.bfloat16, torch.float16) and wanted != self.dtype)
+        if wanted not in (torch.bfloat16, torch.float16) or wanted == self.dtype:
+            return contextlib.nullcontext()
+        return self._low_precision(wanted)
+
+    @contextlib.contextmanager
+    def _low_precision(self, dtype: torch.dtype) -> Iterator[None]:
+        previous, self.active_model = self.active_model, self._low_precision_model(dtype)
+        try:
+            with torch.autocast(device_type=self.device.type, dtype=dtype):
+                yield
+        finally:
+            self.active_model = previous
+
+    def _low_precision_model(self, dtype: torch.dtype) -> Any:
+        """On a CPU, a copy of the model with `dtype` weights (buffers such as rotary frequencies stay
+        float32) and eager attention: autocast only caches casts of weights that require grad, so a frozen
+        model's weights are re-cast on every pass (a quarter of a bf16 step at L = 10), and the fused CPU
+        attention's bf16 backward is slower than eager at prompt lengths like ours. On an accelerator the
+        casts are cheap next to a second copy of the weights: the model itself, under autocast."""
+        if self.device.type != "cpu":
+            return self.model
+        if dtype not in self._low_precision_models:
+            low = copy.deepcopy(self.model)
+            for parameter in low.parameters():
+                parameter.data = parameter.data.to(dtype)
+            low.set_attn_implementation("eager")
+            self._low_precision_models[dtype] = low
+        return self._low_precision_models[dtype]
 
     # ----------------------------------------------------------------- embeddings
     def embed_probs(self, probs: torch.Tensor) -> torch.Tensor:
@@ -92,7 +122,7 @@ class SoftLM:
         inputs = torch.cat([prompt_embeds, target_embeds.unsqueeze(0).expand(batch, -1, -1)], dim=1)
         length = inputs.shape[1]
         keep = torch.arange(length - steps, length, device=inputs.device)
-        out = self.model(inputs_embeds=inputs, use_cache=False, logits_to_keep=keep)
+        out = self.active_model(inputs_embeds=inputs, use_cache=False, logits_to_keep=keep)
         return out.logits.float()  # (B, T, V_out)
 
     def rollout_logits(
@@ -104,12 +134,13 @@ class SoftLM:
         through the fed-back tokens, gradient still reaches the prompt through the KV cache).
         """
         feed = feed or self.greedy_feedback
-        out = self.model(inputs_embeds=prompt_embeds, use_cache=True, logits_to_keep=1, output_hidden_states=need_hidden)
+        out = self.active_model(inputs_embeds=prompt_embeds, use_cache=True, logits_to_keep=1,
+                                output_hidden_states=need_hidden)
         logits = [out.logits[:, -1]]
         for step in range(1, steps):
             hidden = out.hidden_states[-1][:, -1] if need_hidden else None
             inputs = feed(logits[-1], step - 1, hidden)  # (B, 1, D)
-            out = self.model(
+            out = self.active_model(
                 inputs_embeds=inputs, past_key_values=out.past_key_values, use_cache=True,
                 output_hidden_states=need_hidden,
             )

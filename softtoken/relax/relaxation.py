@@ -47,11 +47,39 @@ def relax(
 
     Computed in float32 whatever the logits' dtype, as the reference does.
     """
-    scores = logits.float()
-    if noise is not None:
-        scores = scores + noise_scale * noise
-    tau_t = torch.as_tensor(tau, dtype=torch.float32, device=scores.device)
-    probs = torch.softmax(scores / tau_t, dim=-1)
+    tau_t = torch.as_tensor(tau, dtype=torch.float32, device=logits.device)
+    probs = TemperedSoftmax.apply(logits.float(), tau_t, noise, noise_scale)
     if not hard:
         return probs
     return straight_through(probs, hard_index(probs, hard_method, generator))
+
+
+class TemperedSoftmax(torch.autograd.Function):
+    """softmax((z + s g) / tau) and its gradients w.r.t. z and tau, in few passes over the dense (B, L, V).
+
+    Autograd's chain of add, mul, div and softmax allocates and walks the (B, L, V) tensor about ten times
+    per step, which costs more than the model itself at L = 80 on a CPU; here the forward makes two
+    tensors (scores, probs) and the backward one, with the row sums as batched dot products.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, tau: torch.Tensor, noise: torch.Tensor | None,
+                noise_scale: float) -> torch.Tensor:
+        scores = logits.add(noise, alpha=noise_scale) if noise is not None else logits.clone()
+        probs = torch.softmax(scores.div_(tau), dim=-1)
+        if tau.requires_grad:  # forbidden tokens score -inf; with probability 0 they add 0 to d tau, not nan
+            scores.nan_to_num_(neginf=0.0)
+        ctx.save_for_backward(probs, scores, tau)
+        return probs
+
+    @staticmethod
+    def backward(ctx, grad_probs: torch.Tensor):
+        probs, scores, tau = ctx.saved_tensors
+        inner = torch.einsum("...v,...v->...", probs, grad_probs).unsqueeze(-1)
+        grad_scores = (grad_probs - inner).mul_(probs)  # softmax's Jacobian-vector product
+        grad_tau = None
+        if ctx.needs_input_grad[1]:
+            grad_tau = torch.einsum("...v,...v->...", grad_scores, scores).unsqueeze(-1).div(tau).neg_()
+            grad_tau = grad_tau.sum_to_size(tau.shape)
+        grad_logits = grad_scores.div_(tau) if ctx.needs_input_grad[0] else None
+        return grad_logits, grad_tau, None, None

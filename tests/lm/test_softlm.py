@@ -73,6 +73,10 @@ def test_compute_dtype_autocasts_model_passes_and_float32_changes_nothing(tiny_l
         assert torch.equal(tiny_lm.teacher_forced_logits(prompt, target), reference)
     with tiny_lm.compute("bfloat16"):
         fast = tiny_lm.teacher_forced_logits(prompt, target)
+        low = tiny_lm.active_model  # a bf16-weight copy; rotary frequencies and other buffers stay float32
+        assert {p.dtype for p in low.parameters()} == {torch.bfloat16}
+        assert {b.dtype for b in low.buffers() if b.is_floating_point()} == {torch.float32}
+    assert tiny_lm.active_model is tiny_lm.model and {p.dtype for p in tiny_lm.model.parameters()} == {torch.float32}
     assert fast.dtype == torch.float32 and not torch.equal(fast, reference)
     torch.testing.assert_close(fast, reference, atol=0.1, rtol=0.05)
     with pytest.raises(ValueError, match="int8"):

@@ -5,6 +5,7 @@ import torch
 
 from softtoken.relax import HiddenStateTemperature, Temperature, gumbel_noise, relax
 from softtoken.relax.gumbel import TRUNCATED_UPPER
+from softtoken.relax.relaxation import TemperedSoftmax
 
 
 def test_soft_relaxation_gradient_matches_finite_differences():
@@ -25,6 +26,31 @@ def test_soft_relaxation_gradient_matches_finite_differences():
     z64 = logits.detach().clone().requires_grad_(True)
     objective(z64, tau.detach()).backward()
     torch.testing.assert_close(z32.grad.double(), z64.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_tempered_softmax_gradients_match_finite_differences():
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(1, 3, 6, dtype=torch.float64, generator=generator, requires_grad=True)
+    noise = gumbel_noise((4, 3, 6), generator=generator).double()
+    tau = torch.tensor([[[0.7], [1.3], [2.0]]], dtype=torch.float64, requires_grad=True)  # one per position
+
+    def fused(z, t):  # 4 noisy samples of one logit matrix, as a DLMI step draws them
+        return TemperedSoftmax.apply(z.expand(4, -1, -1), t, noise, 0.5)
+
+    assert torch.autograd.gradcheck(fused, (logits, tau))
+    reference = torch.softmax((logits.expand(4, -1, -1) + 0.5 * noise) / tau, -1)
+    torch.testing.assert_close(fused(logits, tau), reference, rtol=0, atol=1e-15)
+
+
+def test_forbidden_tokens_give_zero_probability_and_finite_temperature_gradient():
+    logits = torch.randn(2, 3, 5).masked_fill(torch.tensor([False, True, False, False, True]), float("-inf"))
+    logits.requires_grad_(True)
+    tau = torch.full((1, 3, 1), 0.8, requires_grad=True)
+    probs = relax(logits, tau, noise=gumbel_noise((2, 3, 5), generator=torch.Generator().manual_seed(0)))
+    (probs * torch.randn(2, 3, 5)).sum().backward()
+    assert torch.equal(probs[..., [1, 4]], torch.zeros(2, 3, 2))
+    assert torch.isfinite(tau.grad).all() and tau.grad.abs().sum() > 0
+    assert torch.equal(logits.grad[..., [1, 4]], torch.zeros(2, 3, 2))
 
 
 def test_straight_through_forward_is_exactly_one_hot_with_soft_gradient():
