@@ -4,10 +4,10 @@ The straightforward step is what a first implementation of the paper's method lo
 float32 Gumbel-softmax over the whole vocabulary, logits for every position of [prompt ; target]
 (`logits_to_keep` unused), hidden states of every layer returned, Adam on the logits and the per-position
 temperatures. softtoken's step is `DLMI(dlmi_paper())` as shipped (float32), and the same with
-`compute_dtype="bfloat16"` (autocast: AMX on this CPU, tensor cores on a GPU). Batch 8, target 20,
+`compute_dtype="bfloat16"` (autocast over a bf16-weight copy on a CPU: AVX512-BF16 on this one). Batch 8, target 20,
 prompt 10 and 80; variants run interleaved, `--repeats` times, and the median per-step time is kept.
 
-Usage: python bench/step_speed.py [--steps 3] [--repeats 2] [--out FILE.json]
+Usage: python bench/step_speed.py [--steps 3] [--repeats 2] [--lengths 10 80] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[10, 80], help="prompt lengths")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     lm = as_softlm(None)
@@ -114,7 +115,7 @@ def main() -> None:
     rows = []
     print("| prompt | straightforward s/step | softtoken fp32 s/step (speed-up) | softtoken bf16 s/step (speed-up) |")
     print("|---|---|---|---|")
-    for length in (10, 80):
+    for length in args.lengths:
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.repeats):
             for name, measure in variants.items():

@@ -91,7 +91,7 @@ class StageConfig:
     learnable_temperature: str = "none"  # none / shared / per_position: tau = tau0 (1 + tanh theta), theta learnt
     temperature_theta_init: str = "uniform"  # uniform: theta ~ U[0,1) (DLMI reference); zero: tau starts at tau0
     temperature_lr: float | None = None  # lr of theta and of objective parameters; None: lr
-    compute_dtype: str = "float32"  # objectives' model passes under autocast (bfloat16: AMX/tensor cores)
+    compute_dtype: str = "float32"  # objectives' model passes under autocast (bfloat16: AVX512-BF16/AMX CPUs, GPUs)
 
     def __post_init__(self) -> None:
         self._check_numbers()

@@ -53,9 +53,10 @@ class RelaxedFeedback(torch.nn.Module):
 
 def per_trajectory_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """logits (B, T, V_out), target (T,) -> mean token cross-entropy per trajectory (B,)."""
-    batch = logits.shape[0]
-    token_ce = F.cross_entropy(logits.transpose(1, 2), target.expand(batch, -1), reduction="none")  # (B, T)
-    return token_ce.mean(-1)
+    batch, steps, vocab = logits.shape
+    # Rows of (B*T, V): a (B, V, T) view would send the log-softmax down its slow strided path.
+    token_ce = F.cross_entropy(logits.reshape(-1, vocab), target.expand(batch, -1).reshape(-1), reduction="none")
+    return token_ce.view(batch, steps).mean(-1)
 
 
 class _NeedsTarget(Objective):
