@@ -3,17 +3,20 @@
 The straightforward step is what a first implementation of the paper's method looks like: dense (B, L, V)
 float32 Gumbel-softmax over the whole vocabulary, logits for every position of [prompt ; target]
 (`logits_to_keep` unused), hidden states of every layer returned, Adam on the logits and the per-position
-temperatures. softtoken's step is `DLMI(dlmi_paper())` as shipped (float32), and the same with
-`compute_dtype="bfloat16"` (autocast over a bf16-weight copy on a CPU: AVX512-BF16 on this one). Batch 8, target 20,
-prompt 10 and 80; variants run interleaved, `--repeats` times, and the median per-step time is kept.
+temperatures. softtoken's step is `DLMI(dlmi_paper())` as shipped (float32), the same with
+`compute_dtype="bfloat16"` (autocast over a bf16-weight copy on a CPU: AVX512-BF16 on this one), and that with
+`compile_model=True` (decoder layers through torch.compile; its one-off compile happens in the warm-up run and is
+reported apart). Batch 8, target 20, prompt 10 and 80; variants run interleaved, `--repeats` times, and the median
+per-step time is kept.
 
-Usage: python bench/step_speed.py [--steps 3] [--repeats 2] [--lengths 10 80] [--out FILE.json]
+Usage: python bench/step_speed.py [--steps 4] [--repeats 3] [--lengths 10 80] [--out FILE.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import platform
 import statistics
@@ -60,7 +63,7 @@ def straightforward_seconds(lm: SoftLM, prompt_length: int, target: torch.Tensor
     return (time.perf_counter() - start) / steps
 
 
-def softtoken_seconds(lm: SoftLM, config, prompt_length: int, target: torch.Tensor, steps: int) -> float:
+def softtoken_seconds(lm: SoftLM, config, prompt_length: int, *, target: torch.Tensor, steps: int) -> float:
     """(t(1 + N steps) - t(1 step)) / N of the shipped DLMI, so set-up and final evaluation cancel out."""
     config = dataclasses.replace(config, eval_every=10_000)
     problem = Problem(lm=lm, target_ids=tuple(target.tolist()), prompt_length=prompt_length, seed=0)
@@ -99,23 +102,26 @@ def bf16_fidelity(lm: SoftLM, prompt_length: int, target: torch.Tensor) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lengths", type=int, nargs="+", default=[10, 80], help="prompt lengths")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     lm = as_softlm(None)
     target = torch.tensor(lm.encode(TARGET_TEXT)[:20])
-    variants = {
-        "straightforward": lambda length: straightforward_seconds(lm, length, target, args.steps),
-        "softtoken fp32": lambda length: softtoken_seconds(lm, dlmi_paper(), length, target, args.steps),
-        "softtoken bf16": lambda length: softtoken_seconds(
-            lm, dataclasses.replace(dlmi_paper(), compute_dtype="bfloat16"), length, target, args.steps),
-    }
+    bf16 = dataclasses.replace(dlmi_paper(), compute_dtype="bfloat16")
+    configs = {"softtoken fp32": dlmi_paper(), "softtoken bf16": bf16,
+               "softtoken bf16+compile": dataclasses.replace(bf16, compile_model=True)}
+    variants = {"straightforward": lambda length: straightforward_seconds(lm, length, target, args.steps)}
+    variants |= {name: functools.partial(softtoken_seconds, lm, config, target=target, steps=args.steps)
+                 for name, config in configs.items()}
     rows = []
-    print("| prompt | straightforward s/step | softtoken fp32 s/step (speed-up) | softtoken bf16 s/step (speed-up) |")
-    print("|---|---|---|---|")
+    print("| prompt | " + " | ".join(f"{name} s/step" for name in variants) + " |")
+    print("|---" * (len(variants) + 1) + "|")
     for length in args.lengths:
+        start = time.perf_counter()
+        softtoken_seconds(lm, configs["softtoken bf16+compile"], length, target=target, steps=1)
+        compile_s = time.perf_counter() - start  # torch.compile for this shape (inductor's disk cache may hold it)
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.repeats):
             for name, measure in variants.items():
@@ -124,10 +130,12 @@ def main() -> None:
         base = median["straightforward"]
         fidelity = bf16_fidelity(lm, length, target)
         rows.append({"prompt_length": length, "target_length": 20, "batch": BATCH, "seconds_per_step": median,
-                     "speedup": {name: base / value for name, value in median.items()}, "bf16": fidelity})
-        print(f"| {length} | {base:.2f} | {median['softtoken fp32']:.2f} ({base / median['softtoken fp32']:.2f}x) "
-              f"| {median['softtoken bf16']:.2f} ({base / median['softtoken bf16']:.2f}x) |", flush=True)
-        print(f"  bf16 vs float32 at L={length}: " + ", ".join(f"{k} {v:.4f}" for k, v in fidelity.items()), flush=True)
+                     "all_seconds_per_step": times, "speedup": {name: base / value for name, value in median.items()},
+                     "first_compiled_run_s": compile_s, "bf16": fidelity})
+        print(f"| {length} | " + " | ".join(f"{value:.2f} ({base / value:.2f}x)" for value in median.values()) + " |",
+              flush=True)
+        print(f"  first compiled run (compile + 4 steps) {compile_s:.1f} s; bf16 vs float32 at L={length}: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in fidelity.items()), flush=True)
     info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine()}
     if args.out:

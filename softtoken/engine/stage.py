@@ -221,7 +221,7 @@ def evaluate(
                         sample_index=probs.detach().argmax(-1), predictions={})
     losses, grads, theta_grads = [], [], []
     for objective in objectives:
-        with lm.compute(config.compute_dtype):
+        with lm.compute(config.compute_dtype, compiled=config.compile_model):
             per_sample, predictions = objective.loss_and_predictions(lm, probs, context)  # (B*S,)
         loss = per_sample.view(batch, config.samples).mean(1)  # (B,)
         _check_finite(loss, objective, step, "loss")
@@ -229,7 +229,7 @@ def evaluate(
         if predictions is not None:
             result.predictions[objective.label] = predictions
         if need_grad:
-            parts = _gradients(loss, wrt)
+            parts = _gradients(loss, wrt, retain=objective is not objectives[-1])
             _check_finite(parts[0], objective, step, "gradient")
             grads.append(parts[0])
             if theta is not None:
@@ -242,11 +242,14 @@ def evaluate(
     return result
 
 
-def _gradients(loss: torch.Tensor, wrt: list[torch.Tensor]) -> list[torch.Tensor]:
-    """d sum_b loss_b / d each tensor: each trajectory's own gradient, as trajectories never interact."""
+def _gradients(loss: torch.Tensor, wrt: list[torch.Tensor], *, retain: bool) -> list[torch.Tensor]:
+    """d sum_b loss_b / d each tensor: each trajectory's own gradient, as trajectories never interact.
+
+    `retain` keeps the shared relaxation graph for the next objective; the last one frees it (and a
+    compiled model's backward refuses to run with the graph retained)."""
     if not loss.requires_grad:  # e.g. every position fixed: the loss does not depend on the logits
         return [torch.zeros_like(t) for t in wrt]
-    grads = torch.autograd.grad(loss.sum(), wrt, retain_graph=True, allow_unused=True)
+    grads = torch.autograd.grad(loss.sum(), wrt, retain_graph=retain, allow_unused=True)
     return [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads, strict=True)]
 
 

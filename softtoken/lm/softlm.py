@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -33,8 +34,8 @@ class SoftLM:
         # float32 copy of the allowed rows: soft mixtures over ~50k rows lose precision in bf16.
         self.prompt_matrix = self.embedding.detach()[self.allowed_ids].float()  # (V, D)
         self._low_precision_rows: dict[torch.dtype, torch.Tensor] = {}  # compute-dtype copies, made on first use
-        self._low_precision_models: dict[torch.dtype, Any] = {}
-        self.active_model = model  # what the passes below call: `model`, or its low-precision copy in `compute`
+        self._compute_models: dict[tuple[torch.dtype | None, bool], Any] = {}  # see _compute_model
+        self.active_model = model  # what the passes below call: `model`, or its compute copy in `compute`
 
     @property
     def prompt_vocab_size(self) -> int:
@@ -48,39 +49,49 @@ class SoftLM:
     def output_vocab_size(self) -> int:
         return int(self.model.get_output_embeddings().weight.shape[0])
 
-    def compute(self, dtype: str = "float32") -> contextlib.AbstractContextManager[None]:
-        """Context in which the model's passes run in `dtype` (autocast); float32 (or the model's own
-        dtype) leaves them as they are. The float32 model stays as it is, so one SoftLM serves a bf16
-        search and the float32 evaluation that judges it."""
+    def compute(self, dtype: str = "float32", *, compiled: bool = False) -> contextlib.AbstractContextManager[None]:
+        """Context in which the model's passes run in `dtype` (autocast), through torch.compile'd decoder
+        layers if `compiled`; float32 (or the model's own dtype) without compile leaves them as they are.
+        The model itself is never changed, so one SoftLM serves a bf16 search and the float32 evaluation
+        that judges it."""
         wanted = resolve_dtype(dtype)
-        if wanted not in (torch.bfloat16, torch.float16) or wanted == self.dtype:
+        low = wanted in (torch.bfloat16, torch.float16) and wanted != self.dtype
+        if not (low or compiled):
             return contextlib.nullcontext()
-        return self._low_precision(wanted)
+        return self._compute_copy(wanted if low else None, compiled)
 
     @contextlib.contextmanager
-    def _low_precision(self, dtype: torch.dtype) -> Iterator[None]:
-        previous, self.active_model = self.active_model, self._low_precision_model(dtype)
+    def _compute_copy(self, dtype: torch.dtype | None, compiled: bool) -> Iterator[None]:
+        previous, self.active_model = self.active_model, self._compute_model(dtype, compiled)
         try:
-            with torch.autocast(device_type=self.device.type, dtype=dtype):
+            autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+            with autocast:
                 yield
         finally:
             self.active_model = previous
 
-    def _low_precision_model(self, dtype: torch.dtype) -> Any:
-        """On a CPU, a copy of the model with `dtype` weights (buffers such as rotary frequencies stay
+    def _compute_model(self, dtype: torch.dtype | None, compiled: bool) -> Any:
+        """The model the passes call under `compute`, made on first use and cached.
+
+        Low precision on a CPU: a copy with `dtype` weights (buffers such as rotary frequencies stay
         float32) and eager attention: autocast only caches casts of weights that require grad, so a frozen
         model's weights are re-cast on every pass (a quarter of a bf16 step at L = 10), and the fused CPU
         attention's bf16 backward is slower than eager at prompt lengths like ours. On an accelerator the
-        casts are cheap next to a second copy of the weights: the model itself, under autocast."""
-        if self.device.type != "cpu":
-            return self.model
-        if dtype not in self._low_precision_models:
-            low = copy.deepcopy(self.model)
-            for parameter in low.parameters():
-                parameter.data = parameter.data.to(dtype)
-            low.set_attn_implementation("eager")
-            self._low_precision_models[dtype] = low
-        return self._low_precision_models[dtype]
+        casts are cheap next to a second copy of the weights: the model itself, under autocast.
+        `compiled`: a copy whose decoder layers go through torch.compile (one graph serves every layer);
+        a copy, because the judge's greedy decoding would recompile for every new KV-cache length."""
+        key = (dtype, compiled)
+        if key not in self._compute_models:
+            cpu_low = dtype is not None and self.device.type == "cpu"
+            model = copy.deepcopy(self.model) if cpu_low or compiled else self.model
+            if cpu_low:
+                for parameter in model.parameters():
+                    parameter.data = parameter.data.to(dtype)
+                model.set_attn_implementation("eager")
+            if compiled:
+                compile_decoder_layers(model)
+            self._compute_models[key] = model
+        return self._compute_models[key]
 
     # ----------------------------------------------------------------- embeddings
     def embed_probs(self, probs: torch.Tensor) -> torch.Tensor:
@@ -160,6 +171,26 @@ class SoftLM:
         """Greedy continuation of discrete prompts (B, L) -> ids (B, T); never stops early at EOS."""
         prompt_ids = prompt_ids.to(self.device)
         return self.rollout_logits(self.embed_ids(prompt_ids), steps).argmax(-1)
+
+
+def compile_decoder_layers(model: Any) -> None:
+    """torch.compile every decoder layer in place (inductor fuses the norms, rotary, SwiGLU and residual
+    arithmetic around the matmuls); the whole model would take minutes to compile for no further gain."""
+    if model.device.type == "cpu" and not (shutil.which("g++") or shutil.which("clang++")):
+        raise RuntimeError("compile_model=True needs a C++ compiler (g++ or clang++) for torch.compile on a CPU")
+    layers = decoder_layers(model)
+    for layer in layers:
+        layer.compile(dynamic=False)
+
+
+def decoder_layers(model: Any) -> torch.nn.ModuleList:
+    """The repeated blocks of a HF causal LM (`layers` of Llama-style decoders, `h` of GPT-2-style ones)."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    for name in ("layers", "h", "blocks"):
+        blocks = getattr(decoder, name, None)
+        if isinstance(blocks, torch.nn.ModuleList):
+            return blocks
+    raise ValueError(f"compile_model: cannot find the decoder layers of {type(model).__name__}")
 
 
 def as_softlm(model: str | LoadedModel | SoftLM | None, *, device: str = "cpu", dtype: str = "float32") -> SoftLM:

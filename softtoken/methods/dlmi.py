@@ -93,6 +93,7 @@ class DLMIConfig:
     eval_every: int = 10  # steps between discrete evaluations, >= 1
     score_hard_samples: bool = False  # ST + TF only: every hard sample is a discrete prompt, scored for free
     compute_dtype: str = "float32"  # model passes under autocast; bfloat16: 1.7-2.1x a float32 step here (docs/benchmarks.md §5)
+    compile_model: bool = False  # decoder layers through torch.compile (StageConfig.compile_model)
     # Gradient diagnostics (dlmi-reference.md §6.2-6.3); they draw from their own generator, so the
     # trajectory is the same with and without them. Period 0 = off.
     stgs_grad_variance_period: int = 0  # steps between variance measurements
@@ -169,6 +170,7 @@ def dlmi_stage(config: DLMIConfig, prompt_length: int, steps: int) -> StageConfi
         init="zeros" if config.init_strategy == "zeros" else "randn",
         init_std=config.init_std if config.init_strategy == "normal" else 1.0,
         normalize="none", save_best=False, track_every=config.eval_every, compute_dtype=config.compute_dtype,
+        compile_model=config.compile_model,
     )
 
 

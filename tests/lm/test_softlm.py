@@ -93,3 +93,35 @@ def test_embed_probs_under_bf16_compute_matches_float32_and_passes_gradients(tin
     assert fast.dtype == reference.dtype and not torch.equal(fast, reference)
     torch.testing.assert_close(fast, reference, atol=0.02, rtol=0.02)
     torch.testing.assert_close(leaf.grad, tiny_lm.prompt_matrix.sum(-1).expand_as(leaf), atol=0.05, rtol=0.02)
+
+
+def test_compiled_compute_matches_eager_values_and_gradients_and_leaves_the_model_alone(tiny_lm):
+    from softtoken.lm.softlm import decoder_layers
+
+    probs = torch.softmax(torch.randn(2, 3, tiny_lm.prompt_vocab_size, generator=torch.Generator().manual_seed(1)), -1)
+    target = torch.tensor([7, 8, 9])
+
+    def loss_and_grad(compiled: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        leaf = probs.clone().requires_grad_(True)
+        with tiny_lm.compute("float32", compiled=compiled):
+            logits = tiny_lm.teacher_forced_logits(tiny_lm.embed_probs(leaf), target)
+            compiled_model = tiny_lm.active_model
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.repeat(2))
+        (grad,) = torch.autograd.grad(loss, leaf)
+        return loss.detach(), grad, compiled_model
+
+    eager_loss, eager_grad, model = loss_and_grad(False)
+    fast_loss, fast_grad, copy = loss_and_grad(True)
+    assert model is tiny_lm.model and copy is not tiny_lm.model and tiny_lm.active_model is tiny_lm.model
+    assert all(hasattr(layer, "_compiled_call_impl") and layer._compiled_call_impl is not None
+               for layer in decoder_layers(copy))
+    assert all(getattr(layer, "_compiled_call_impl", None) is None for layer in decoder_layers(tiny_lm.model))
+    torch.testing.assert_close(fast_loss, eager_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_grad, eager_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_decoder_layers_names_a_model_without_them():
+    from softtoken.lm.softlm import decoder_layers
+
+    with pytest.raises(ValueError, match="Linear"):
+        decoder_layers(torch.nn.Linear(2, 2))

@@ -59,6 +59,14 @@ def test_dlmi_forward_modes_run_and_report_history(tiny_lm, options):
     assert evaluations % per_pass == 0 and 1 <= evaluations // per_pass <= 4
 
 
+def test_compiled_model_gives_the_eager_trajectory(tiny_lm):
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0)
+    eager = DLMI(FAST).run(problem, Budget(steps=3))
+    compiled = DLMI(dataclasses.replace(FAST, compile_model=True)).run(problem, Budget(steps=3))
+    assert compiled.history["loss"] == pytest.approx(eager.history["loss"], rel=1e-4)
+    assert compiled.prompt_ids == eager.prompt_ids
+
+
 def test_learnable_temperatures_move(tiny_lm):
     result = DLMI(dataclasses.replace(FAST, temperature_theta_init="zero")).run(
         Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0), Budget(steps=4))
