@@ -92,7 +92,7 @@ class StageConfig:
     temperature_theta_init: str = "uniform"  # uniform: theta ~ U[0,1) (DLMI reference); zero: tau starts at tau0
     temperature_lr: float | None = None  # lr of theta and of objective parameters; None: lr
     compute_dtype: str = "float32"  # objectives' model passes under autocast (bfloat16: AVX512-BF16/AMX CPUs, GPUs)
-    compile_model: bool = False  # decoder layers through torch.compile: the first step pays ~25 s here (docs/engine.md)
+    compile_model: bool = False  # decoder layers through torch.compile: the first step pays ~30 s here (docs/engine.md)
 
     def __post_init__(self) -> None:
         self._check_numbers()
