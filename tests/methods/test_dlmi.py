@@ -63,7 +63,7 @@ def test_compiled_model_gives_the_eager_trajectory(tiny_lm):
     problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0)
     eager = DLMI(FAST).run(problem, Budget(steps=3))
     compiled = DLMI(dataclasses.replace(FAST, compile_model=True)).run(problem, Budget(steps=3))
-    assert compiled.history["loss"] == pytest.approx(eager.history["loss"], rel=1e-4)
+    assert compiled.history["loss"] == pytest.approx(eager.history["loss"], rel=1e-3)  # fused kernels round differently
     assert compiled.prompt_ids == eager.prompt_ids
 
 
