@@ -92,7 +92,7 @@ class DLMIConfig:
     losses: str = "crossentropy"
     eval_every: int = 10  # steps between discrete evaluations, >= 1
     score_hard_samples: bool = False  # ST + TF only: every hard sample is a discrete prompt, scored for free
-    compute_dtype: str = "float32"  # model passes under autocast; bfloat16: 1.7-2.1x a float32 step here (docs/benchmarks.md §5)
+    compute_dtype: str = "float32"  # model passes under autocast; bfloat16: 1.8-2.6x a plain float32 step here (docs/benchmarks.md §5)
     compile_model: bool = False  # decoder layers through torch.compile (StageConfig.compile_model)
     # Gradient diagnostics (dlmi-reference.md §6.2-6.3); they draw from their own generator, so the
     # trajectory is the same with and without them. Period 0 = off.
