@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 
@@ -95,6 +97,10 @@ def test_embed_probs_under_bf16_compute_matches_float32_and_passes_gradients(tin
     torch.testing.assert_close(leaf.grad, tiny_lm.prompt_matrix.sum(-1).expand_as(leaf), atol=0.05, rtol=0.02)
 
 
+NO_CXX = not (shutil.which("g++") or shutil.which("clang++"))
+
+
+@pytest.mark.skipif(NO_CXX, reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_compute_matches_eager_values_and_gradients_and_leaves_the_model_alone(tiny_lm):
     from softtoken.lm.softlm import decoder_layers
 
@@ -118,6 +124,14 @@ def test_compiled_compute_matches_eager_values_and_gradients_and_leaves_the_mode
     assert all(getattr(layer, "_compiled_call_impl", None) is None for layer in decoder_layers(tiny_lm.model))
     torch.testing.assert_close(fast_loss, eager_loss, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(fast_grad, eager_grad, rtol=1e-3, atol=1e-5)  # fused kernels round differently
+
+
+def test_compile_without_a_cxx_compiler_says_so(tiny_model, monkeypatch):
+    from softtoken.lm import softlm
+
+    monkeypatch.setattr(softlm.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+        softlm.compile_decoder_layers(tiny_model)
 
 
 def test_decoder_layers_names_a_model_without_them():

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import shutil
 from collections import Counter
 
 import pytest
@@ -59,6 +60,7 @@ def test_dlmi_forward_modes_run_and_report_history(tiny_lm, options):
     assert evaluations % per_pass == 0 and 1 <= evaluations // per_pass <= 4
 
 
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="torch.compile needs a C++ compiler")
 def test_compiled_model_gives_the_eager_trajectory(tiny_lm):
     problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0)
     eager = DLMI(FAST).run(problem, Budget(steps=3))
