@@ -220,7 +220,7 @@ def evaluate(
     result = Evaluation(losses=None, grads=None, theta_grads=None, aux_grads=[],
                         sample_index=probs.detach().argmax(-1), predictions={})
     losses, grads, theta_grads = [], [], []
-    for objective in objectives:
+    for k, objective in enumerate(objectives):
         with lm.compute(config.compute_dtype, compiled=config.compile_model):
             per_sample, predictions = objective.loss_and_predictions(lm, probs, context)  # (B*S,)
         loss = per_sample.view(batch, config.samples).mean(1)  # (B,)
@@ -229,7 +229,7 @@ def evaluate(
         if predictions is not None:
             result.predictions[objective.label] = predictions
         if need_grad:
-            parts = _gradients(loss, wrt, retain=objective is not objectives[-1])
+            parts = _gradients(loss, wrt, retain=k < len(objectives) - 1)
             _check_finite(parts[0], objective, step, "gradient")
             grads.append(parts[0])
             if theta is not None:

@@ -176,11 +176,15 @@ class SoftLM:
 def compile_decoder_layers(model: Any) -> None:
     """torch.compile every decoder layer in place (inductor fuses the norms, rotary, SwiGLU and residual
     arithmetic around the matmuls); the whole model would take minutes to compile for no further gain."""
-    if model.device.type == "cpu" and not (shutil.which("g++") or shutil.which("clang++")):
+    if model.device.type == "cpu" and not has_cxx_compiler():
         raise RuntimeError("compile_model=True needs a C++ compiler (g++ or clang++) for torch.compile on a CPU")
-    layers = decoder_layers(model)
-    for layer in layers:
+    for layer in decoder_layers(model):
         layer.compile(dynamic=False)
+
+
+def has_cxx_compiler() -> bool:
+    """Whether inductor can build its CPU kernels here."""
+    return bool(shutil.which("g++") or shutil.which("clang++"))
 
 
 def decoder_layers(model: Any) -> torch.nn.ModuleList:

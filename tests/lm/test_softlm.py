@@ -1,9 +1,7 @@
-import shutil
-
 import pytest
 import torch
 
-from softtoken.lm.softlm import SoftLM
+from softtoken.lm.softlm import SoftLM, has_cxx_compiler
 from softtoken.lm.vocab import prompt_vocabulary, special_token_ids
 
 
@@ -97,17 +95,14 @@ def test_embed_probs_under_bf16_compute_matches_float32_and_passes_gradients(tin
     torch.testing.assert_close(leaf.grad, tiny_lm.prompt_matrix.sum(-1).expand_as(leaf), atol=0.05, rtol=0.02)
 
 
-NO_CXX = not (shutil.which("g++") or shutil.which("clang++"))
-
-
-@pytest.mark.skipif(NO_CXX, reason="torch.compile on a CPU needs a C++ compiler")
+@pytest.mark.skipif(not has_cxx_compiler(), reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_compute_matches_eager_values_and_gradients_and_leaves_the_model_alone(tiny_lm):
     from softtoken.lm.softlm import decoder_layers
 
     probs = torch.softmax(torch.randn(2, 3, tiny_lm.prompt_vocab_size, generator=torch.Generator().manual_seed(1)), -1)
     target = torch.tensor([7, 8, 9])
 
-    def loss_and_grad(compiled: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_grad(compiled: bool) -> tuple[torch.Tensor, torch.Tensor, object]:
         leaf = probs.clone().requires_grad_(True)
         with tiny_lm.compute("float32", compiled=compiled):
             logits = tiny_lm.teacher_forced_logits(tiny_lm.embed_probs(leaf), target)
@@ -117,10 +112,10 @@ def test_compiled_compute_matches_eager_values_and_gradients_and_leaves_the_mode
         return loss.detach(), grad, compiled_model
 
     eager_loss, eager_grad, model = loss_and_grad(False)
-    fast_loss, fast_grad, copy = loss_and_grad(True)
-    assert model is tiny_lm.model and copy is not tiny_lm.model and tiny_lm.active_model is tiny_lm.model
+    fast_loss, fast_grad, compiled_copy = loss_and_grad(True)
+    assert model is tiny_lm.model and compiled_copy is not tiny_lm.model and tiny_lm.active_model is tiny_lm.model
     assert all(hasattr(layer, "_compiled_call_impl") and layer._compiled_call_impl is not None
-               for layer in decoder_layers(copy))
+               for layer in decoder_layers(compiled_copy))
     assert all(getattr(layer, "_compiled_call_impl", None) is None for layer in decoder_layers(tiny_lm.model))
     torch.testing.assert_close(fast_loss, eager_loss, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(fast_grad, eager_grad, rtol=1e-3, atol=1e-5)  # fused kernels round differently
@@ -130,6 +125,7 @@ def test_compile_without_a_cxx_compiler_says_so(tiny_model, monkeypatch):
     from softtoken.lm import softlm
 
     monkeypatch.setattr(softlm.shutil, "which", lambda name: None)
+    assert not softlm.has_cxx_compiler()
     with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
         softlm.compile_decoder_layers(tiny_model)
 

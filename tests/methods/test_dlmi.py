@@ -1,11 +1,11 @@
 import dataclasses
 import json
-import shutil
 from collections import Counter
 
 import pytest
 import torch
 
+from softtoken.lm.softlm import has_cxx_compiler
 from softtoken.methods import DLMI, Budget, DLMIConfig, NonFiniteLossError, Problem, Result, dlmi_paper, dlmi_paper_free
 from softtoken.methods.presets import PRESETS, get_preset, with_options
 
@@ -60,7 +60,7 @@ def test_dlmi_forward_modes_run_and_report_history(tiny_lm, options):
     assert evaluations % per_pass == 0 and 1 <= evaluations // per_pass <= 4
 
 
-@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="torch.compile needs a C++ compiler")
+@pytest.mark.skipif(not has_cxx_compiler(), reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_model_gives_the_eager_trajectory(tiny_lm):
     problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0)
     eager = DLMI(FAST).run(problem, Budget(steps=3))
