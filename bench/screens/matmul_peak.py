@@ -1,0 +1,26 @@
+"""bf16 matmul throughput on this CPU for the shapes of a SmolLM2 layer at B = 8, L + T - 1 = 29 (docs/benchmarks.md §5).
+
+Usage: python bench/screens/matmul_peak.py
+"""
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def milliseconds(fn, repeats: int = 30) -> float:
+    fn(), fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+for threads in (1, 2):
+    torch.set_num_threads(threads)
+    for rows, inner, outer in ((232, 576, 1536), (232, 1536, 576), (160, 576, 49152), (80, 49135, 576)):
+        x, weight = torch.randn(rows, inner).bfloat16(), torch.randn(outer, inner).bfloat16()
+        ms = milliseconds(lambda: F.linear(x, weight))
+        print(f"{threads} thread(s) ({rows} x {inner}) @ ({inner} x {outer}) bf16: {ms:6.2f} ms, "
+              f"{2 * rows * inner * outer / ms / 1e6:5.0f} GFLOP/s")
