@@ -59,7 +59,7 @@ class BudgetSpec:
 class DatasetSpec:
     path: str | None = None  # reference JSON, .jsonl or text file (relative to the spec file)
     generate: Mapping[str, Any] | None = None  # RankKConfig fields
-    reconstruction: Mapping[str, Any] | None = None  # ReconstructionConfig fields
+    reconstruction: Mapping[str, Any] | None = None  # ReconstructionConfig fields (a file source: as `path`)
     limit: int | None = None  # keep the first N targets
     ids: tuple[str, ...] | None = None  # keep these target ids
     base_dir: str = "."  # the spec file's directory; a relative `path` is read from there
@@ -178,6 +178,17 @@ def _parse_method(data: Any, index: int, errors: list[str]) -> MethodSpec | None
     )
 
 
+def _resolve_source(reconstruction: Any, base_dir: Path) -> Any:
+    """A relative reconstruction text `source` is read from the spec file's directory, like `path`."""
+    if not isinstance(reconstruction, Mapping):
+        return reconstruction
+    source = reconstruction.get("source", "random")
+    if not isinstance(source, str) or source == "random":
+        return reconstruction
+    path = Path(source).expanduser()
+    return {**reconstruction, "source": str(path if path.is_absolute() else base_dir / path)}
+
+
 def _parse_dataset(data: Any, base_dir: Path, errors: list[str]) -> DatasetSpec | None:
     if isinstance(data, str):
         data = {"path": data}
@@ -189,7 +200,7 @@ def _parse_dataset(data: Any, base_dir: Path, errors: list[str]) -> DatasetSpec 
     ids = data.get("ids")
     return _build(DatasetSpec, "dataset", errors, path=None if path is None else str(path), base_dir=str(base_dir),
                   generate=data.get("generate"),
-                  reconstruction=data.get("reconstruction"), limit=data.get("limit"),
+                  reconstruction=_resolve_source(data.get("reconstruction"), base_dir), limit=data.get("limit"),
                   ids=None if ids is None else tuple(str(i) for i in ids))
 
 
