@@ -25,5 +25,5 @@ def test_embedded_model_runs_dlmi_steps(smol):
 
     result = DLMI(dlmi_paper()).run(Problem(lm=smol, target_ids=tuple(smol.encode(" Paris.")), prompt_length=4),
                                    Budget(steps=3))
-    assert result.steps_run == 3 and all(loss == loss for loss in result.history["loss"])
+    assert result.steps_run == 3 and all(loss == loss for loss in result.history["loss/target"])
     assert len(result.prompt_ids) == 4 and len(result.output_ids) == 2

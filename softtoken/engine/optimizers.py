@@ -1,8 +1,9 @@
-"""Update rules for the prompt logits, with trajectories as the batch axis.
+"""Update rules for the prompt logits, with trajectories as the batch axis, and the Adam variants.
 
-Written out rather than torch.optim because the learning rate changes every step (schedules,
-temperature scaling) and the merged gradient is computed by the engine, not by autograd on a
-parameter. Every trajectory has its own state rows, so trajectories never share moments.
+Adam is torch.optim.Adam: the engine's rule holds the logits as its one parameter, hands it the merged
+gradient the engine computed and sets the step's learning rate (schedules, temperature scaling) on the
+parameter group. Adam is elementwise, so trajectories never share moments. `UncorrectedAdam` is SODA's
+Adam without bias correction, as a subclass that rescales lr and eps per step.
 
     rule = build_update_rule(OptimizerConfig(kind="adam"))
     logits = rule.step(logits, grad, lr=0.1, step=1)  # (B, L, V)
@@ -38,12 +39,12 @@ class OptimizerConfig:
 
 
 class UpdateRule:
-    """z <- update(z, g, lr) for logits (B, L, V); lr is a float or one value per trajectory (B,)."""
+    """z <- update(z, g, lr) for logits (B, L, V)."""
 
     def __init__(self, config: OptimizerConfig) -> None:
         self.config = config
 
-    def step(self, logits: torch.Tensor, grad: torch.Tensor, lr: float | torch.Tensor, step: int) -> torch.Tensor:
+    def step(self, logits: torch.Tensor, grad: torch.Tensor, lr: float, step: int) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -63,41 +64,52 @@ def build_update_rule(config: OptimizerConfig) -> UpdateRule:
     return UPDATE_RULES[config.kind](config)
 
 
-def _per_trajectory(lr: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A scalar or (B,) learning rate broadcast against (B, L, V)."""
-    lr_t = torch.as_tensor(lr, dtype=like.dtype, device=like.device)
-    return lr_t.reshape(-1, 1, 1) if lr_t.ndim == 1 else lr_t
-
-
 @register_update_rule("sgd")
 class SGD(UpdateRule):
-    def step(self, logits: torch.Tensor, grad: torch.Tensor, lr: float | torch.Tensor, step: int) -> torch.Tensor:
-        return logits - _per_trajectory(lr, logits) * grad
+    def step(self, logits: torch.Tensor, grad: torch.Tensor, lr: float, step: int) -> torch.Tensor:
+        return logits - lr * grad
 
 
 @register_update_rule("adam")
 class Adam(UpdateRule):
-    """Adam (Kingma & Ba 2015) with bias correction by the stage's 1-based step.
-
-    The arithmetic follows torch.optim.Adam's single-tensor path operation for operation, so a
-    stage reproduces a torch.optim run bit for bit (tests/engine/test_optimizers.py).
-    """
+    """torch.optim.Adam (Kingma & Ba 2015) on the logits, bias-corrected by its own step count."""
 
     def __init__(self, config: OptimizerConfig) -> None:
         super().__init__(config)
-        self.first: torch.Tensor | None = None  # (B, L, V)
-        self.second: torch.Tensor | None = None  # (B, L, V)
+        self.param: torch.Tensor | None = None
+        self.optimizer: torch.optim.Adam | None = None
 
-    def step(self, logits: torch.Tensor, grad: torch.Tensor, lr: float | torch.Tensor, step: int) -> torch.Tensor:
+    def step(self, logits: torch.Tensor, grad: torch.Tensor, lr: float, step: int) -> torch.Tensor:
         if step < 1:
             raise ValueError(f"Adam step must be >= 1 (bias correction), got {step}")
-        beta1, beta2 = self.config.beta1, self.config.beta2
-        if self.first is None or self.second is None:
-            self.first, self.second = torch.zeros_like(grad), torch.zeros_like(grad)
-        self.first = self.first.lerp(grad, 1.0 - beta1)
-        self.second = (self.second * beta2).addcmul(grad, grad, value=1.0 - beta2)
-        correction1, correction2 = 1.0 - beta1**step, 1.0 - beta2**step
-        denominator = (self.second.sqrt() / correction2**0.5).add(self.config.eps)
-        if isinstance(lr, torch.Tensor):
-            return logits - (_per_trajectory(lr, logits) / correction1) * (self.first / denominator)
-        return torch.addcdiv(logits, self.first, denominator, value=-lr / correction1)
+        if self.optimizer is None:
+            self.param = logits.detach().clone()
+            self.optimizer = torch.optim.Adam([self.param], lr=lr, betas=(self.config.beta1, self.config.beta2),
+                                              eps=self.config.eps)
+        with torch.no_grad():
+            self.param.copy_(logits)
+        self.param.grad = grad
+        self.optimizer.param_groups[0]["lr"] = lr
+        self.optimizer.step()
+        return self.param.detach().clone()  # the engine keeps its own copy; the state tensor stays private
+
+
+class UncorrectedAdam(torch.optim.Adam):
+    """Adam without bias correction (SODA): z <- z - lr m / (sqrt(v) + eps).
+
+    torch.optim.Adam's update is lr/c1 * m / (sqrt(v)/sqrt(c2) + eps) with c_i = 1 - beta_i^t, so the
+    uncorrected one is that update at lr' = lr c1 / sqrt(c2) and eps' = eps / sqrt(c2), set before each step.
+    `state.clear()` deletes the moments; the next step starts again from t = 1."""
+
+    def __init__(self, params, *, lr: float, betas: tuple[float, float], eps: float) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps)
+        self.uncorrected = [(group["lr"], group["eps"]) for group in self.param_groups]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group, (lr, eps) in zip(self.param_groups, self.uncorrected, strict=True):
+            beta1, beta2 = group["betas"]
+            t = 1 + int(next((self.state[p]["step"] for p in group["params"] if self.state[p]), 0))
+            c1, c2 = 1 - beta1**t, 1 - beta2**t
+            group["lr"], group["eps"] = lr * c1 / c2**0.5, eps / c2**0.5
+        return super().step(closure)

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from softtoken.engine.config import StageConfig
-from softtoken.engine.stage import Monitor, StageResult, Tracker, run_stage
+from softtoken.engine.stage import Monitor, StageResult, run_stage
+from softtoken.metrics.tracking import Tracker
 from softtoken.lm.softlm import SoftLM
 from softtoken.objectives.base import Objective, ObjectiveContext, build_objective
 

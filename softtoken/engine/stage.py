@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
@@ -33,18 +33,15 @@ from softtoken.engine.gradients import align_norms, get_merger, normalize_gradie
 from softtoken.engine.relaxation import blend, mask_forbidden
 from softtoken.engine.variables import StageVariables
 from softtoken.lm.softlm import SoftLM
+from softtoken.metrics.tracking import Tracker
 from softtoken.objectives.base import Objective, ObjectiveContext
-from softtoken.relax import gumbel_noise
+from softtoken.relax import gumbel_noise, initial_logits
 
 logger = logging.getLogger(__name__)
 
 
 class NonFiniteGradientError(FloatingPointError):
     """An objective produced a NaN/inf loss or gradient; the stage cannot continue."""
-
-
-class Tracker(Protocol):
-    def log(self, step: int, metrics: Mapping[str, float]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -92,6 +89,8 @@ class StageResult:
     steps_run: int = 0  # steps taken (fewer than config.steps when a monitor stopped the stage)
     stopped_early: bool = False  # a monitor stopped the stage
     temperature: list[list[float]] = field(default_factory=list)  # (B, n) final effective temperatures
+    forward_tokens: int = 0  # positions through the model in this stage, every pass (SoftLM.tokens)
+    backward_tokens: int = 0  # positions of the passes that were backpropagated
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only; the logits stay out (and are not copied on the way)."""
@@ -106,6 +105,7 @@ class StepView:
     step: int
     logits: torch.Tensor  # (B, L, V) the logits the losses belong to
     loss: torch.Tensor  # (B,) weighted total, mean over samples
+    objective_losses: dict[str, torch.Tensor]  # label -> (B,) unweighted, mean over samples
     temperature: torch.Tensor  # (B, n) effective temperature, n = 1 or L
     sample_index: torch.Tensor  # (B*S, L) prompt-vocabulary index of each sample's token (its argmax)
     predictions: dict[str, torch.Tensor]  # label -> (B*S, T) the model's argmax at each target position
@@ -141,6 +141,7 @@ def run_stage(
     """Run one stage; initial_logits (L, V) or (B, L, V) continue a previous stage."""
     context = context or ObjectiveContext()
     _check_objectives(lm, config, objectives, context)
+    tokens_at_start = lm.tokens.snapshot()
     generator = generator or torch.Generator(device=lm.device).manual_seed(config.seed)
     logits = build_initial_logits(lm, config, initial_logits, generator)  # (B, L, V)
     masks = prompt_masks(lm, config, objectives, logits)
@@ -157,7 +158,7 @@ def run_stage(
         best.offer(variables.logits, total, current.losses, updates=step - 1)
         if step % config.track_every == 0 or step == config.steps:
             recorder.record(step, variables.logits, total, current.losses, state)
-        stopped = monitor is not None and monitor(_view(step, variables, total, current, state))
+        stopped = monitor is not None and monitor(_view(step, variables, objectives, total, current, state))
         if not stopped:
             direction = combine_gradients(current.grads, state, config, masks.fixed)  # (B, L, V)
             weights = torch.tensor(state.weights, dtype=direction.dtype, device=direction.device)
@@ -176,7 +177,9 @@ def run_stage(
     return StageResult(logits=best.logits, prompt_ids=snapshot.prompt_ids, loss=snapshot.loss,
                        objective_losses=snapshot.objective_losses, updates=best.updates.tolist(),
                        history=recorder.history, steps_run=step, stopped_early=stopped,
-                       temperature=variables.temperature_table(state.temperature).tolist())
+                       temperature=variables.temperature_table(state.temperature).tolist(),
+                       forward_tokens=lm.tokens.forward - tokens_at_start[0],
+                       backward_tokens=lm.tokens.backward - tokens_at_start[1])
 
 
 def step_state(config: StageConfig, objectives: Sequence[Objective], step: int) -> StepState:
@@ -262,9 +265,10 @@ def _step_noise(lm: SoftLM, config: StageConfig, logits: torch.Tensor, generator
                         device=lm.device)
 
 
-def _view(step: int, variables: StageVariables, total: torch.Tensor, current: Evaluation,
-          state: StepState) -> StepView:
-    return StepView(step=step, logits=variables.logits.detach(), loss=total,
+def _view(step: int, variables: StageVariables, objectives: Sequence[Objective], total: torch.Tensor,
+          current: Evaluation, state: StepState) -> StepView:
+    losses = {objective.label: current.losses[k] for k, objective in enumerate(objectives)}
+    return StepView(step=step, logits=variables.logits.detach(), loss=total, objective_losses=losses,
                     temperature=variables.temperature_table(state.temperature),
                     sample_index=current.sample_index, predictions=current.predictions)
 
@@ -304,10 +308,9 @@ def build_initial_logits(
         index = prompt_index(lm, lm.encode(config.initial_text), "StageConfig.initial_text")  # (L,)
         row = torch.nn.functional.one_hot(index, vocab).float() * config.initial_scale  # (L, V)
         logits = row.expand(batch, length, vocab).clone()
-    elif config.init == "randn":
-        logits = config.init_std * torch.randn(batch, length, vocab, generator=generator, device=lm.device)
     else:
-        logits = torch.zeros(batch, length, vocab, device=lm.device)
+        std = config.init_std if config.init == "randn" else 0.0
+        logits = initial_logits((batch, length, vocab), std=std, generator=generator, device=lm.device)
     if config.sequence_bias:
         index = prompt_index(lm, [bias.token_id for bias in config.sequence_bias], "StageConfig.sequence_bias")
         for bias, column in zip(config.sequence_bias, index.tolist(), strict=True):

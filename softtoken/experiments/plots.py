@@ -82,7 +82,7 @@ def _curve(histories: Mapping[str, list[dict]], key: str) -> dict[str, list[floa
     return {label: values for label, values in curves.items() if values}
 
 
-def _longest_steps(histories: Mapping[str, list[dict]], key: str = "eval_step") -> dict[str, list[int]]:
+def _longest_steps(histories: Mapping[str, list[dict]], key: str = "eval/step") -> dict[str, list[int]]:
     return {label: max((h.get(key, []) for h in runs), key=len, default=[]) for label, runs in histories.items()}
 
 
@@ -109,7 +109,7 @@ def write_figures(summary: Mapping[str, Any], histories: Mapping[str, list[dict]
         curves = _curve(histories, key)
         if curves:
             figures[f"{ylabel} per step"] = plot_curves(curves, ylabel, out_dir / name, log_y=log_y)
-    lcs = _curve(histories, "eval_lcs_ratio")
+    lcs = _curve(histories, "eval/lcs_ratio")
     if lcs:
         figures["discrete LCS ratio per evaluation"] = plot_curves(
             lcs, "LCS ratio (discrete prompt)", out_dir / "eval_lcs.png", steps=_longest_steps(histories))

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from tqdm import tqdm
 
 # Short names for the progress bar postfix.
-POSTFIX_KEYS = {"loss/target_ce": "loss", "relax/tau_mean": "tau", "eval/best_lcs_ratio": "best_lcs"}
+POSTFIX_KEYS = {"loss/target": "loss", "relax/tau_mean": "tau", "eval/best_lcs_ratio": "best_lcs"}
 
 
 class ProgressBarTracker:

@@ -68,8 +68,8 @@ def _row(record: dict[str, Any], history: dict[str, list]) -> RunRow:
     result = record["result"]
     metrics = result["metrics"]
     best_lcs = float(metrics.get("eval/lcs_ratio", 0.0))
-    final_lcs = history.get("eval_lcs_ratio") or [best_lcs]
-    final_exact = history.get("eval_exact_match") or [metrics.get("eval/exact_match", False)]
+    final_lcs = history.get("eval/lcs_ratio") or [best_lcs]
+    final_exact = history.get("eval/exact_match") or [metrics.get("eval/exact_match", False)]
     return RunRow(
         label=display_label(record), seed=int(record["seed"]), target_id=str(record["target_id"]), k=record.get("target_k"),
         success=bool(metrics.get("eval/exact_match", False)), lcs=best_lcs,

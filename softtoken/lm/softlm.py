@@ -10,6 +10,7 @@ import contextlib
 import copy
 import shutil
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +20,27 @@ from softtoken.lm.vocab import prompt_vocabulary
 
 # feed(logits (B, V_out), step, hidden (B, D) | None) -> next input embeddings (B, 1, D)
 Feedback = Callable[[torch.Tensor, int, torch.Tensor | None], torch.Tensor]
+
+
+@dataclass
+class TokenCounter:
+    """Positions sent through the model, counted where the passes are made, so no caller has to.
+
+    `backward` counts the positions of passes recorded by autograd (inputs that require grad under
+    grad mode): those are the passes a backward goes through."""
+
+    forward: int = 0
+    backward: int = 0
+
+    def add(self, inputs: torch.Tensor, *, recorded: bool | None = None) -> None:
+        """Count one pass over input embeddings (B, n, D); `recorded` defaults to whether autograd records it."""
+        positions = int(inputs.shape[0] * inputs.shape[1])
+        self.forward += positions
+        if recorded if recorded is not None else (inputs.requires_grad and torch.is_grad_enabled()):
+            self.backward += positions
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.forward, self.backward
 
 
 class SoftLM:
@@ -36,6 +58,7 @@ class SoftLM:
         self._low_precision_rows: dict[torch.dtype, torch.Tensor] = {}  # compute-dtype copies, made on first use
         self._compute_models: dict[tuple[torch.dtype | None, bool], Any] = {}  # see _compute_model
         self.active_model = model  # what the passes below call: `model`, or its compute copy in `compute`
+        self.tokens = TokenCounter()  # every pass below adds to it
 
     @property
     def prompt_vocab_size(self) -> int:
@@ -133,6 +156,7 @@ class SoftLM:
         inputs = torch.cat([prompt_embeds, target_embeds.unsqueeze(0).expand(batch, -1, -1)], dim=1)
         length = inputs.shape[1]
         keep = torch.arange(length - steps, length, device=inputs.device)
+        self.tokens.add(inputs)
         out = self.active_model(inputs_embeds=inputs, use_cache=False, logits_to_keep=keep)
         return out.logits.float()  # (B, T, V_out)
 
@@ -145,18 +169,27 @@ class SoftLM:
         through the fed-back tokens, gradient still reaches the prompt through the KV cache).
         """
         feed = feed or self.greedy_feedback
+        # The whole rollout is backpropagated when the prompt needs a gradient (through the KV cache).
+        recorded = prompt_embeds.requires_grad and torch.is_grad_enabled()
+        self.tokens.add(prompt_embeds, recorded=recorded)
         out = self.active_model(inputs_embeds=prompt_embeds, use_cache=True, logits_to_keep=1,
                                 output_hidden_states=need_hidden)
         logits = [out.logits[:, -1]]
         for step in range(1, steps):
             hidden = out.hidden_states[-1][:, -1] if need_hidden else None
             inputs = feed(logits[-1], step - 1, hidden)  # (B, 1, D)
+            self.tokens.add(inputs, recorded=recorded)
             out = self.active_model(
                 inputs_embeds=inputs, past_key_values=out.past_key_values, use_cache=True,
                 output_hidden_states=need_hidden,
             )
             logits.append(out.logits[:, -1])
         return torch.stack(logits, dim=1).float()  # (B, T, V_out)
+
+    def sequence_logits(self, embeds: torch.Tensor) -> torch.Tensor:
+        """One pass over input embeddings (B, n, D) -> logits at every position (B, n, V_out)."""
+        self.tokens.add(embeds)
+        return self.active_model(inputs_embeds=embeds, use_cache=False).logits.float()
 
     def greedy_feedback(self, logits: torch.Tensor, step: int, hidden: torch.Tensor | None) -> torch.Tensor:
         return self.embed_ids(logits.detach().argmax(-1)).unsqueeze(1)  # (B, 1, D)

@@ -1,4 +1,4 @@
-"""What every inversion method shares: the Problem, the Budget, the Result, the Tracker and the registry."""
+"""What every inversion method shares: the Problem, the Budget, the Clock, the Result and the registry."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol
-
-import torch
+from typing import Any
 
 from softtoken.lm.softlm import SoftLM
+from softtoken.metrics.tracking import NullTracker, Tracker  # noqa: F401 (re-exported for methods)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -75,22 +74,6 @@ class Clock:
         return time.perf_counter() >= self.deadline
 
 
-class Tracker(Protocol):
-    """Receives progress; the default does nothing. Backends live outside the algorithms."""
-
-    def log(self, step: int, metrics: Mapping[str, float]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class NullTracker:
-    def log(self, step: int, metrics: Mapping[str, float]) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-
 @dataclass(kw_only=True)
 class Result:
     """The outcome of one inversion run; plain Python values only, so it is one JSON line."""
@@ -126,22 +109,6 @@ class Result:
         if unknown:
             raise ValueError(f"unknown Result fields: {unknown}")
         return cls(**data)
-
-
-class ConfiguredMethod:
-    """What every method shares: a config (default `config_class()`) and the start of a run."""
-
-    name: str = ""
-    config_class: type | None = None
-
-    def __init__(self, config: Any = None) -> None:
-        self.config = config if config is not None else self.config_class()
-
-    def start(self, problem: Problem, budget: Budget | None) -> tuple[Budget, Clock, int, torch.Generator]:
-        """(budget, clock, step limit, generator seeded from the problem) for one run."""
-        budget = budget or Budget()
-        generator = torch.Generator(device=problem.lm.device).manual_seed(problem.seed)
-        return budget, Clock(budget.seconds), budget.resolve_steps(self.config.epochs), generator
 
 
 METHODS: dict[str, type] = {}

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from softtoken.lm.softlm import SoftLM
+from softtoken.objectives import FreeRunningTargetCE, ObjectiveContext
 
 ESTIMATORS = ("batch", "per_sample")
 BASELINES = ("ema", "loo")
@@ -190,11 +190,9 @@ class ScoreFunction:
 
 @torch.no_grad()
 def rollout_losses(lm: SoftLM, indices: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hard-embed prompts (B, L), roll out greedily -> (per-sample mean target CE (B,), greedy outputs (B, T))."""
-    logits = lm.rollout_logits(lm.embed_ids(lm.to_model_ids(indices)), int(target.numel()))  # (B, T, V_out)
-    batch, steps, vocab = logits.shape
-    losses = F.cross_entropy(logits.reshape(-1, vocab), target.repeat(batch), reduction="none")
-    return losses.view(batch, steps).mean(-1), logits.argmax(-1)
+    """Discrete prompts (B, L), rolled out greedily -> (per-sample mean target CE (B,), greedy outputs (B, T))."""
+    context = ObjectiveContext(target_ids=tuple(target.tolist()))
+    return FreeRunningTargetCE().hard_loss_and_predictions(lm, indices, context)
 
 
 def reinforce_reference_sampler(

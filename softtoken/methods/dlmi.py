@@ -32,23 +32,15 @@ from softtoken.engine import (
 )
 from softtoken.lm.loading import DTYPES
 from softtoken.lm.softlm import SoftLM
-from softtoken.methods.base import (
-    Budget,
-    ConfiguredMethod,
-    NonFiniteLossError,
-    NullTracker,
-    Problem,
-    Result,
-    Tracker,
-    register_method,
-)
+from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.diagnostics import (
     estimate_gradient_bias,
     gradient_moments,
     reinforce_reference_sampler,
     variance_summary,
 )
-from softtoken.methods.monitoring import DiscreteMonitor, monitor_result
+from softtoken.methods.harness import ConfiguredMethod
+from softtoken.methods.monitoring import DiscreteMonitor
 from softtoken.objectives import (
     FreeRunningTargetCE,
     Objective,
@@ -248,25 +240,18 @@ class DLMI(ConfiguredMethod):
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Optimise Z until exact match, the step budget or the time budget; return the best discrete prompt."""
-        cfg, lm = self.config, problem.lm
-        budget, clock, steps, generator = self.start(problem, budget)
-        objective = dlmi_objective(cfg, lm, len(problem.target_ids), generator)
-        diagnostics = StgsDiagnostics(lm, cfg, problem, objective)
-        monitor = DiscreteMonitor(problem, label=objective.label, eval_every=cfg.eval_every,
-                                  score_hard_samples=cfg.score_hard_samples, clock=clock,
-                                  tracker=tracker or NullTracker(), diagnostics=diagnostics,
-                                  max_forward_tokens=budget.forward_tokens)
+        cfg, lm, run = self.config, problem.lm, self.harness(problem, budget, tracker)
+        objective = dlmi_objective(cfg, lm, len(problem.target_ids), run.generator)
+        monitor = DiscreteMonitor(run, label=objective.label, eval_every=cfg.eval_every,
+                                  score_hard_samples=cfg.score_hard_samples,
+                                  diagnostics=StgsDiagnostics(lm, cfg, problem, objective))
         try:
-            stage = run_stage(lm, dlmi_stage(cfg, problem.prompt_length, steps), [objective],
-                              ObjectiveContext(target_ids=problem.target_ids), generator=generator, monitor=monitor)
+            stage = run_stage(lm, dlmi_stage(cfg, problem.prompt_length, run.max_steps), [objective], run.context,
+                              generator=run.generator, monitor=monitor)
         except NonFiniteGradientError as err:
             raise NonFiniteLossError(f"DLMI: {err}") from err
         monitor.offer_final(stage.logits)
-        if not stage.stopped_early:  # the engine scored the final logits once more
-            monitor.train_tokens += cfg.batch_size * monitor.tokens_per_pass
-        backward = monitor.steps * cfg.batch_size * monitor.tokens_per_pass
-        return monitor_result(self.name, cfg, problem, monitor, backward_tokens=backward,
-                            clock=clock)
+        return run.result(self.name, cfg, extra_metrics=monitor.extra_metrics())
 
 
 def dlmi_paper() -> DLMIConfig:

@@ -24,20 +24,12 @@ import torch.nn.functional as F
 
 from softtoken.lm.loading import DTYPES
 from softtoken.lm.softlm import SoftLM
-from softtoken.methods.base import (
-    Budget,
-    ConfiguredMethod,
-    NonFiniteLossError,
-    NullTracker,
-    Problem,
-    Result,
-    Tracker,
-    register_method,
-)
-from softtoken.methods.monitoring import PromptJudge, build_result, record_eval
+from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
+from softtoken.methods.harness import ConfiguredMethod, RunHarness
+from softtoken.objectives import TOKEN_LOSSES, TargetCE
+from softtoken.objectives.target import REDUCTIONS
 
 INIT_STRATEGIES = ("text", "zeros", "random")
-LOSSES = ("crossentropy", "margin")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +46,7 @@ class GCGConfig:
     init_strategy: str = "text"  # text: init_text's token at every position; zeros: the first allowed token
     init_text: str = " x"  # one-token text repeated L times, as nanoGCG's "x x x ..." (survives a round trip)
     loss: str = "crossentropy"  # crossentropy (nanoGCG) or margin (log p(y_t) - max_v log p(v), DLMI repo)
+    loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (nanoGCG's use_mellowmax idea)
     candidate_batch_size: int = 64  # candidates per forward pass (speed only)
     eval_every: int = 10  # steps between greedy evaluations of the current prompt, >= 1
     distinct_swaps: bool = False  # draw the width's (position, token) swaps without replacement (n_replace 1)
@@ -69,7 +62,8 @@ class GCGConfig:
             raise ValueError(f"GCGConfig.distinct_swaps needs n_replace=1, got n_replace={self.n_replace}")
         if self.compute_dtype not in DTYPES:
             raise ValueError(f"GCGConfig.compute_dtype must be one of {sorted(DTYPES)}, got {self.compute_dtype!r}")
-        for name, valid in {"init_strategy": INIT_STRATEGIES, "loss": LOSSES}.items():
+        choices = {"init_strategy": INIT_STRATEGIES, "loss": tuple(sorted(TOKEN_LOSSES)), "loss_reduction": REDUCTIONS}
+        for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"GCGConfig.{name} must be one of {valid}, got {getattr(self, name)!r}")
 
@@ -77,15 +71,6 @@ class GCGConfig:
     def buffer_capacity(self) -> int:
         # Accept-only-if-better is a buffer of one: the current prompt is always the best seen.
         return max(self.buffer_size, 1 if self.accept_only_if_better else 0)
-
-
-def target_losses(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-prompt loss (B,) of teacher-forced logits (B, T, V_out) for target (T,)."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V_out)
-    chosen = log_probs.gather(-1, target.view(1, -1, 1).expand(log_probs.shape[0], -1, 1)).squeeze(-1)  # (B, T)
-    if kind == "margin":
-        chosen = chosen - log_probs.max(-1).values
-    return -chosen.mean(-1)
 
 
 def sample_candidates(current: torch.Tensor, grad: torch.Tensor, *, search_width: int, topk: int, n_replace: int,
@@ -144,45 +129,33 @@ class GCG(ConfiguredMethod):
             initial: torch.Tensor | None = None) -> Result:
         """Search from `initial` (L,) prompt-vocabulary indices (default: the configured init) until exact
         match or the budget; return the best discrete prompt found."""
-        cfg, lm, tracker = self.config, problem.lm, tracker or NullTracker()
+        cfg, lm = self.config, problem.lm
         if initial is not None and tuple(initial.shape) != (problem.prompt_length,):
             raise ValueError(f"GCG initial prompt must have shape ({problem.prompt_length},), got {tuple(initial.shape)}")
         if cfg.n_replace > problem.prompt_length:
             raise ValueError(f"GCGConfig.n_replace={cfg.n_replace} exceeds prompt_length={problem.prompt_length}")
-        budget, clock, total, generator = self.start(problem, budget)
-        target = torch.tensor(problem.target_ids, device=lm.device)
-        per_pass = problem.prompt_length + target.numel() - 1
-        current = self._init(problem, generator) if initial is None else initial.to(lm.device)  # (L,)
+        run = self.harness(problem, budget, tracker)
+        objective = self.objective()
+        current = self._init(problem, run.generator) if initial is None else initial.to(lm.device)  # (L,)
         buffer = Buffer(cfg.buffer_capacity)
-        loss, _ = self._score(lm, current.unsqueeze(0), target)
+        loss, _ = self._score(run, objective, current.unsqueeze(0))
         buffer.offer(loss[0].item(), current)
-        judge, tokens, step = PromptJudge(problem), [per_pass, 0], 0
-        history: dict[str, list] = {"loss": [], "candidates": [], "eval_step": [], "eval_lcs_ratio": [],
-                                    "eval_exact_match": []}
-        while step < total and not clock.expired() and not budget.compute_spent(tokens[0] + judge.eval_tokens):
-            step += 1
-            grad = self._token_gradient(lm, current, target)  # (L, V)
-            candidates = self._candidates(lm, current, grad, generator)  # (N, L)
-            losses, exact = self._score(lm, candidates, target)
-            tokens[0] += per_pass * (1 + candidates.shape[0])
-            tokens[1] += per_pass
+        for step in run.steps():
+            grad = self._token_gradient(run, objective, current)  # (L, V)
+            candidates = self._candidates(lm, current, grad, run.generator)  # (N, L)
+            losses, exact = self._score(run, objective, candidates)
             winner = int(losses.argmin())
             buffer.offer(losses[winner].item(), candidates[winner])
             current = buffer.best()[1]
-            history["loss"].append(buffer.best()[0])
-            history["candidates"].append(int(candidates.shape[0]))
+            run.log({"loss/target": buffer.best()[0], "search/candidates": int(candidates.shape[0])})
             hit = candidates[exact][:1]  # a teacher-forced hit, confirmed by the greedy evaluator
-            if hit.shape[0] or step % cfg.eval_every == 0 or step == total:
-                score = judge.score(hit[0] if hit.shape[0] else current, step)
-                record_eval(history, step, score)
-                tracker.log(step, {f"loss/gcg_{cfg.loss}": history["loss"][-1], "eval/lcs_ratio": score.lcs_ratio,
-                                   "eval/best_lcs_ratio": judge.best.score.lcs_ratio})
-                if judge.exact:
-                    break
-        if judge.best.score is None:  # the time budget ran out before the first evaluation
-            judge.score(current, step)
-        return build_result(self.name, cfg, problem, judge, history, steps=step,
-                            forward_tokens=tokens[0] + judge.eval_tokens, backward_tokens=tokens[1], clock=clock)
+            if hit.shape[0] or step % cfg.eval_every == 0 or step == run.max_steps:
+                run.evaluate(hit[0] if hit.shape[0] else current)
+        return run.result(self.name, cfg, final=current)
+
+    def objective(self) -> TargetCE:
+        """The teacher-forced target loss the gradient and the candidate scores share."""
+        return TargetCE(token_loss=self.config.loss, reduction=self.config.loss_reduction)
 
     def _init(self, problem: Problem, generator: torch.Generator) -> torch.Tensor:
         """Initial prompt (L,) as prompt-vocabulary indices."""
@@ -198,12 +171,12 @@ class GCG(ConfiguredMethod):
             return torch.zeros(shape, dtype=torch.long, device=lm.device)
         return torch.randint(0, lm.prompt_vocab_size, shape, generator=generator, device=lm.device)
 
-    def _token_gradient(self, lm: SoftLM, current: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _token_gradient(self, run: RunHarness, objective: TargetCE, current: torch.Tensor) -> torch.Tensor:
         """Gradient of the loss w.r.t. the one-hot prompt over the prompt vocabulary -> (L, V)."""
+        lm = run.lm
         one_hot = F.one_hot(current, lm.prompt_vocab_size).float().unsqueeze(0).requires_grad_(True)  # (1, L, V)
         with lm.compute(self.config.compute_dtype):
-            logits = lm.teacher_forced_logits(lm.embed_probs(one_hot), target)
-        loss = target_losses(logits, target, self.config.loss)[0]
+            loss = objective.loss(lm, one_hot, run.context)[0]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"GCG loss is {loss.item()}; check the model dtype")
         return torch.autograd.grad(loss, one_hot)[0][0]
@@ -222,14 +195,16 @@ class GCG(ConfiguredMethod):
         return kept
 
     @torch.no_grad()
-    def _score(self, lm: SoftLM, candidates: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score(self, run: RunHarness, objective: TargetCE,
+               candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L), in batches."""
+        target = torch.tensor(run.problem.target_ids, device=run.lm.device)
         losses, exact = [], []
         for chunk in candidates.split(self.config.candidate_batch_size):
-            with lm.compute(self.config.compute_dtype):
-                logits = lm.teacher_forced_logits(lm.embed_ids(lm.to_model_ids(chunk)), target)  # (n, T, V_out)
-            losses.append(target_losses(logits, target, self.config.loss))
-            exact.append((logits.argmax(-1) == target).all(-1))
+            with run.lm.compute(self.config.compute_dtype):
+                loss, predictions = objective.hard_loss_and_predictions(run.lm, chunk, run.context)  # (n,), (n, T)
+            losses.append(loss)
+            exact.append((predictions == target).all(-1))
         return torch.cat(losses), torch.cat(exact)
 
 

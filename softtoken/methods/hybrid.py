@@ -14,16 +14,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from softtoken.methods.base import (
-    Budget,
-    ConfiguredMethod,
-    Problem,
-    Result,
-    Tracker,
-    register_method,
-)
+from softtoken.methods.base import Budget, Problem, Result, Tracker, register_method
 from softtoken.methods.dlmi import DLMI, DLMIConfig, dlmi_demo
 from softtoken.methods.gcg import GCG, GCGConfig, gcg_fast
+from softtoken.methods.harness import ConfiguredMethod
 
 
 @dataclass(frozen=True, kw_only=True)

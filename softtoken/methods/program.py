@@ -17,18 +17,10 @@ from typing import Any
 
 from softtoken.engine import NonFiniteGradientError, program_from_dict, run_program
 from softtoken.engine.presets import relaxed_stage, sharpening_stage, straight_through_stage
-from softtoken.methods.base import (
-    Budget,
-    Clock,
-    NonFiniteLossError,
-    NullTracker,
-    Problem,
-    Result,
-    Tracker,
-    register_method,
-)
-from softtoken.methods.monitoring import DiscreteMonitor, monitor_result
-from softtoken.objectives import ObjectiveContext, TargetCE
+from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
+from softtoken.methods.harness import RunHarness
+from softtoken.methods.monitoring import DiscreteMonitor
+from softtoken.objectives import TargetCE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,28 +64,21 @@ class ProgramMethod:
         self.config = config
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
-        budget = budget or Budget()
-        clock = Clock(budget.seconds)
+        run = RunHarness(problem, budget, steps=self.config.epochs, tracker=tracker)
         stages = self.config.build(prompt_length=problem.prompt_length)
         labels = {o.label for stage in stages for o in stage.objectives if o.label.startswith("target")}
         if not labels:
             raise ValueError("an inversion program needs a 'target' or 'target_free' objective in every stage")
-        monitor = DiscreteMonitor(problem, label=sorted(labels)[0], eval_every=self.config.eval_every,
-                                  score_hard_samples=self.config.score_hard_samples, clock=clock,
-                                  tracker=tracker or NullTracker(), max_steps=budget.steps,
-                                  max_forward_tokens=budget.forward_tokens)
+        # The stages run their own step counts; a smaller step budget stops them early.
+        monitor = DiscreteMonitor(run, label=sorted(labels)[0], eval_every=self.config.eval_every,
+                                  score_hard_samples=self.config.score_hard_samples,
+                                  step_cap=run.budget.steps is not None)
         try:
-            result = run_program(problem.lm, stages, ObjectiveContext(target_ids=problem.target_ids),
-                                 seed=problem.seed, monitor=monitor)
+            result = run_program(problem.lm, stages, run.context, seed=problem.seed, monitor=monitor)
         except NonFiniteGradientError as err:
             raise NonFiniteLossError(f"program: {err}") from err
         monitor.offer_final(result.final.logits)
-        backward = monitor.train_tokens  # every training pass is also a backward pass
-        for stage, outcome in zip(stages, result.stages):
-            if not outcome.stopped_early:  # the engine scored each stage's final logits once more
-                monitor.train_tokens += stage.config.trajectories * stage.config.samples * monitor.tokens_per_pass
-        return monitor_result(self.name, self.config, problem, monitor, backward_tokens=backward,
-                            clock=clock)
+        return run.result(self.name, self.config, extra_metrics=monitor.extra_metrics())
 
 
 def anneal_inversion() -> ProgramConfig:

@@ -20,16 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from softtoken.lm.evaluation import score_outputs
-from softtoken.methods.base import (
-    Budget,
-    ConfiguredMethod,
-    NonFiniteLossError,
-    NullTracker,
-    Problem,
-    Result,
-    Tracker,
-    register_method,
-)
+from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.diagnostics import (
     BASELINES,
     ESTIMATORS,
@@ -38,7 +29,8 @@ from softtoken.methods.diagnostics import (
     rollout_losses,
     sample_indices,
 )
-from softtoken.methods.monitoring import PromptJudge, build_result, record_eval
+from softtoken.methods.harness import ConfiguredMethod, RunHarness
+from softtoken.relax import initial_logits
 
 INIT_STRATEGIES = ("randn", "zeros", "normal")
 LOSSES = ("crossentropy",)
@@ -97,14 +89,6 @@ class ReinforceConfig:
 
 
 
-def init_logits(config: ReinforceConfig, shape: tuple[int, ...], generator: torch.Generator, device) -> torch.Tensor:
-    """Initial prompt logits Z of `shape`, float32."""
-    if config.init_strategy == "zeros":
-        return torch.zeros(shape, device=device)
-    std = 1.0 if config.init_strategy == "randn" else config.init_std
-    return std * torch.randn(shape, generator=generator, device=device)
-
-
 @register_method("reinforce")
 class Reinforce(ConfiguredMethod):
     """Score-function (REINFORCE) optimisation of a categorical prompt distribution."""
@@ -114,67 +98,47 @@ class Reinforce(ConfiguredMethod):
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Sample, roll out, descend the surrogate until exact match or the budget; return the best prompt."""
-        cfg, lm, tracker = self.config, problem.lm, tracker or NullTracker()
-        budget, clock, total, generator = self.start(problem, budget)
+        cfg, lm, run = self.config, problem.lm, self.harness(problem, budget, tracker)
         diag_generator = torch.Generator(device=lm.device).manual_seed(problem.seed + DIAGNOSTIC_SEED_OFFSET)
         target = torch.tensor(problem.target_ids, device=lm.device)
-        per_prompt = problem.prompt_length + target.numel() - 1  # tokens through the model per rollout
-        logits_z = init_logits(cfg, (1, problem.prompt_length, lm.prompt_vocab_size), generator, lm.device)
-        logits_z.requires_grad_(True)
+        std = {"zeros": 0.0, "randn": 1.0}.get(cfg.init_strategy, cfg.init_std)
+        shape = (1, problem.prompt_length, lm.prompt_vocab_size)
+        logits_z = initial_logits(shape, std=std, generator=run.generator, device=lm.device).requires_grad_(True)
         optimizer = torch.optim.Adam([logits_z], lr=cfg.learning_rate)
         score_fn = cfg.score_function()
-        judge, forward_tokens, step = PromptJudge(problem), 0, 0
-        history: dict[str, list] = {"loss": [], "eval_step": [], "eval_lcs_ratio": [], "eval_exact_match": []}
-        while step < total and not clock.expired() and not budget.compute_spent(forward_tokens + judge.eval_tokens):
-            step += 1
-            indices = sample_indices(logits_z[0], cfg.batch_size, generator)  # (B, L)
+        for step in run.steps():
+            indices = sample_indices(logits_z[0], cfg.batch_size, run.generator)  # (B, L)
             losses, outputs = rollout_losses(lm, indices, target)  # (B,), (B, T)
-            forward_tokens += cfg.batch_size * per_prompt
             if not torch.isfinite(losses).all():
                 raise NonFiniteLossError(f"REINFORCE loss is not finite at step {step}; check the model dtype")
             for score in score_outputs(lm.to_model_ids(indices), outputs, problem.target_ids):
-                judge.best.offer(score, step)  # each sample's own rollout is its greedy decode
+                run.judge.best.offer(score, step)  # each sample's own rollout is its greedy decode
             optimizer.zero_grad(set_to_none=True)
             score_fn.surrogate(logits_z[0], indices, losses).backward()
-            metrics = {"loss/target_ce": losses.mean().item()}  # what the tracker gets if anything is measured
+            metrics = {"loss/target": losses.mean().item()}
             if cfg.reinforce_grad_variance_samples and step % cfg.reinforce_grad_variance_period == 0:
-                diagnostics = self._variance(problem, logits_z, target, score_fn, diag_generator)
-                forward_tokens += (cfg.reinforce_grad_variance_samples - 1) * cfg.batch_size * per_prompt
-                _append(history, step, diagnostics)
-                metrics |= diagnostics
+                run.record({"diag/step": step})
+                metrics |= self._variance(run, logits_z, target, score_fn, diag_generator)
             optimizer.step()
-            history["loss"].append(metrics["loss/target_ce"])
-            if step % cfg.eval_every == 0 or step == total or judge.exact:
-                score = judge.score(logits_z[0].detach().argmax(-1), step)
-                record_eval(history, step, score)
-                metrics |= {"eval/lcs_ratio": score.lcs_ratio, "eval/best_lcs_ratio": judge.best.score.lcs_ratio}
-            if len(metrics) > 1:
-                tracker.log(step, metrics)
-            if judge.exact:
-                break
-        # Re-score the winner through the shared evaluator: sample scores came from the training rollout.
-        judge.confirm_best()
-        return build_result(self.name, cfg, problem, judge, history, steps=step,
-                            forward_tokens=forward_tokens + judge.eval_tokens,
-                            backward_tokens=0, clock=clock)  # the gradient never goes through the model
+            if step % cfg.eval_every == 0 or step == run.max_steps or run.judge.exact:
+                run.evaluate(logits_z[0].detach().argmax(-1))
+            run.log(metrics)
+        if run.judge.best.score is not None:
+            # Re-score the winner through the shared evaluator: sample scores came from the training rollout.
+            run.judge.confirm_best()
+        return run.result(self.name, cfg, final=logits_z[0].detach().argmax(-1))
 
-    def _variance(self, problem: Problem, logits_z: torch.Tensor, target: torch.Tensor, score_fn: ScoreFunction,
+    def _variance(self, run: RunHarness, logits_z: torch.Tensor, target: torch.Tensor, score_fn: ScoreFunction,
                   generator: torch.Generator) -> dict[str, float]:
         """§6.4: the training gradient plus N-1 fresh samples that leave the running baseline untouched."""
         def sample() -> torch.Tensor:
             indices = sample_indices(logits_z[0], self.config.batch_size, generator)
-            losses, _ = rollout_losses(problem.lm, indices, target)
+            losses, _ = rollout_losses(run.lm, indices, target)
             surrogate = score_fn.surrogate(logits_z[0], indices, losses, update=False)
             return torch.autograd.grad(surrogate, logits_z)[0]
 
         return estimate_gradient_variance(sample, self.config.reinforce_grad_variance_samples,
                                           prefix="diag/reinforce_grad", first=logits_z.grad)
-
-
-def _append(history: dict, step: int, values: dict[str, float]) -> None:
-    history.setdefault("diag_step", []).append(step)
-    for key, value in values.items():
-        history.setdefault(key, []).append(value)
 
 
 def reinforce_paper() -> ReinforceConfig:

@@ -7,7 +7,8 @@ argmax. Adam *without* bias correction updates Z; after every step Z decays (Z <
 state is deleted every `soda_reset_epoch` steps and Z is re-drawn from N(0, 0.1^2) every
 `soda_reinit_epoch` steps. The discrete prompt argmax Z is greedy-decoded every `eval_every` steps and the
 best one seen is kept across re-initialisations; the run stops on an exact match. Settings follow
-dlmi-reference.md §7.1 and the seed table; the Adam below is written from its equations, not copied.
+dlmi-reference.md §7.1 and the seed table; the Adam is torch's, without bias correction
+(engine.optimizers.UncorrectedAdam).
 
     problem = Problem(lm=lm, target_ids=tuple(lm.encode(" Paris.")), prompt_length=4, seed=0)
     result = Soda(soda_paper()).run(problem, Budget(steps=500))
@@ -20,17 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
-from softtoken.methods.base import (
-    Budget,
-    ConfiguredMethod,
-    NonFiniteLossError,
-    NullTracker,
-    Problem,
-    Result,
-    Tracker,
-    register_method,
-)
-from softtoken.methods.monitoring import PromptJudge, build_result, record_eval
+from softtoken.engine.optimizers import UncorrectedAdam
+from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
+from softtoken.methods.harness import ConfiguredMethod, RunHarness
+from softtoken.objectives import TargetCE
+from softtoken.relax import initial_logits
 
 INIT_STRATEGIES = ("zeros", "normal")
 
@@ -69,49 +64,6 @@ class SodaConfig:
                              f"got {self.soda_init_strategy!r}")
 
 
-def margin_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """-mean_{b,t}(log p(y_t) - max_v log p(v)) for logits (B, T, V_out) and target (T,) -> scalar, >= 0."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V_out)
-    chosen = log_probs.gather(-1, target.view(1, -1, 1).expand(log_probs.shape[0], -1, 1)).squeeze(-1)
-    return -(chosen - log_probs.max(-1).values).mean()
-
-
-class SodaAdam:
-    """Adam on one tensor with optional bias correction and a state that can be deleted."""
-
-    def __init__(self, param: torch.Tensor, *, lr: float, betas: tuple[float, float], eps: float,
-                 bias_correction: bool) -> None:
-        self.param, self.lr, self.betas, self.eps = param, lr, betas, eps
-        self.bias_correction = bias_correction
-        self.reset()
-
-    def reset(self) -> None:
-        """Delete the moment estimates; the next step starts from zero moments as at t = 0."""
-        self.steps = 0
-        self.exp_avg: torch.Tensor | None = None
-        self.exp_avg_sq: torch.Tensor | None = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        grad, (beta1, beta2) = self.param.grad, self.betas
-        if self.exp_avg is None:
-            self.exp_avg, self.exp_avg_sq = torch.zeros_like(grad), torch.zeros_like(grad)
-        self.steps += 1
-        self.exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        m, v = self.exp_avg, self.exp_avg_sq
-        if self.bias_correction:
-            m, v = m / (1 - beta1**self.steps), v / (1 - beta2**self.steps)
-        self.param.sub_(self.lr * m / (v.sqrt() + self.eps))
-
-
-def init_logits(strategy: str, std: float, shape: tuple[int, ...], generator: torch.Generator, device) -> torch.Tensor:
-    """Zeros or N(0, std^2) logits of `shape`, float32."""
-    if strategy == "zeros":
-        return torch.zeros(shape, device=device)
-    return std * torch.randn(shape, generator=generator, device=device)
-
-
 @register_method("soda")
 class Soda(ConfiguredMethod):
     """SODA: margin loss on a tau=0.05 softmax prompt, bias-free Adam, decay, resets and re-inits."""
@@ -121,55 +73,46 @@ class Soda(ConfiguredMethod):
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Optimise Z until exact match or the budget; return the best discrete prompt seen."""
-        cfg, lm, tracker = self.config, problem.lm, tracker or NullTracker()
-        budget, clock, total, generator = self.start(problem, budget)
-        target = torch.tensor(problem.target_ids, device=lm.device)
-        shape, per_pass = (1, problem.prompt_length, lm.prompt_vocab_size), problem.prompt_length + target.numel() - 1
-        logits_z = init_logits(cfg.soda_init_strategy, cfg.soda_init_std, shape, generator, lm.device)
-        logits_z.requires_grad_(True)
-        optimizer = SodaAdam(logits_z, lr=cfg.learning_rate, betas=(cfg.soda_beta1, cfg.soda_beta2),
-                             eps=cfg.soda_adam_eps, bias_correction=cfg.soda_bias_correction)
-        judge, train_tokens, step = PromptJudge(problem), 0, 0
-        history: dict[str, list] = {"loss": [], "eval_step": [], "eval_lcs_ratio": [], "eval_exact_match": [],
-                                    "reset_step": [], "reinit_step": []}
-        while step < total and not clock.expired() and not budget.compute_spent(train_tokens + judge.eval_tokens):
-            step += 1
+        cfg, lm, run = self.config, problem.lm, self.harness(problem, budget, tracker)
+        objective = TargetCE(token_loss="margin")
+        std = 0.0 if cfg.soda_init_strategy == "zeros" else cfg.soda_init_std
+        shape = (1, problem.prompt_length, lm.prompt_vocab_size)
+        logits_z = initial_logits(shape, std=std, generator=run.generator, device=lm.device).requires_grad_(True)
+        optimizer = self.optimizer(logits_z)
+        for step in run.steps():
             probs = torch.softmax(logits_z / cfg.temperature, dim=-1)  # (1, L, V)
-            loss = margin_loss(lm.teacher_forced_logits(lm.embed_probs(probs), target), target)
+            loss = objective.loss(lm, probs, run.context).mean()
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"SODA loss is {loss.item()} at step {step}; lower learning_rate")
-            logits_z.grad = None
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            train_tokens += per_pass
             with torch.no_grad():
                 logits_z.mul_(cfg.soda_decay_rate)  # parameter decay after every step
-            self._schedule(step, optimizer, logits_z, generator, history)
-            history["loss"].append(loss.item())
-            if step % cfg.eval_every == 0 or step == total:
-                score = judge.score(logits_z[0].detach().argmax(-1), step)
-                record_eval(history, step, score)
-                tracker.log(step, {"loss/soda_margin": loss.item(), "eval/lcs_ratio": score.lcs_ratio,
-                                   "eval/best_lcs_ratio": judge.best.score.lcs_ratio})
-                if judge.exact:
-                    break
-        if judge.best.score is None:  # the time budget ran out before the first evaluation
-            judge.score(logits_z[0].detach().argmax(-1), step)
-        return build_result(self.name, cfg, problem, judge, history, steps=step,
-                            forward_tokens=train_tokens + judge.eval_tokens, backward_tokens=train_tokens, clock=clock)
+            self._schedule(run, optimizer, logits_z)
+            run.log({"loss/target": loss.item()})
+            if step % cfg.eval_every == 0 or step == run.max_steps:
+                run.evaluate(logits_z[0].detach().argmax(-1))
+        return run.result(self.name, cfg, final=logits_z[0].detach().argmax(-1))
 
-    def _schedule(self, step: int, optimizer: SodaAdam, logits_z: torch.Tensor, generator: torch.Generator,
-                  history: dict) -> None:
-        """Delete the Adam state every soda_reset_epoch steps; re-draw Z every soda_reinit_epoch steps."""
+    def optimizer(self, logits_z: torch.Tensor) -> torch.optim.Adam:
         cfg = self.config
+        betas = (cfg.soda_beta1, cfg.soda_beta2)
+        if cfg.soda_bias_correction:
+            return torch.optim.Adam([logits_z], lr=cfg.learning_rate, betas=betas, eps=cfg.soda_adam_eps)
+        return UncorrectedAdam([logits_z], lr=cfg.learning_rate, betas=betas, eps=cfg.soda_adam_eps)
+
+    def _schedule(self, run: RunHarness, optimizer: torch.optim.Adam, logits_z: torch.Tensor) -> None:
+        """Delete the Adam state every soda_reset_epoch steps; re-draw Z every soda_reinit_epoch steps."""
+        cfg, step = self.config, run.step
         if step % cfg.soda_reset_epoch == 0:
-            optimizer.reset()
-            history["reset_step"].append(step)
+            optimizer.state.clear()
+            run.record({"search/reset_step": step})
         if step % cfg.soda_reinit_epoch == 0:
             with torch.no_grad():
-                logits_z.copy_(init_logits("normal", cfg.soda_reinit_std, tuple(logits_z.shape), generator,
-                                           logits_z.device))
-            history["reinit_step"].append(step)
+                logits_z.copy_(initial_logits(tuple(logits_z.shape), std=cfg.soda_reinit_std,
+                                              generator=run.generator, device=logits_z.device))
+            run.record({"search/reinit_step": step})
 
 
 def soda_paper() -> SodaConfig:

@@ -1,5 +1,6 @@
 """Scores of token sequences."""
 
 from softtoken.metrics.sequence import exact_match, lcs_length, lcs_ratio, token_accuracy
+from softtoken.metrics.tracking import NullTracker, Tracker
 
-__all__ = ["exact_match", "lcs_length", "lcs_ratio", "token_accuracy"]
+__all__ = ["NullTracker", "Tracker", "exact_match", "lcs_length", "lcs_ratio", "token_accuracy"]

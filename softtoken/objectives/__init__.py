@@ -9,10 +9,11 @@ from softtoken.objectives.base import (
     register_objective,
 )
 from softtoken.objectives.prompt import AllowedTokens, BannedTokens, Entropy, Fluency
-from softtoken.objectives.target import FreeRunningTargetCE, RelaxedFeedback, TargetCE
+from softtoken.objectives.target import TOKEN_LOSSES, FreeRunningTargetCE, RelaxedFeedback, TargetCE, target_loss
 
 __all__ = [
     "OBJECTIVES",
+    "TOKEN_LOSSES",
     "AllowedTokens",
     "BannedTokens",
     "Entropy",
@@ -25,4 +26,5 @@ __all__ = [
     "build_objective",
     "get_objective_class",
     "register_objective",
+    "target_loss",
 ]

@@ -53,6 +53,15 @@ class Objective:
         """The loss (B,) and, for target objectives, the model's argmax at each target position (B, T)."""
         return self.loss(lm, probs, context), None
 
+    def hard_loss_and_predictions(
+        self, lm: SoftLM, index: torch.Tensor, context: ObjectiveContext
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The same loss of discrete prompts, index (B, L) into the prompt vocabulary: what a discrete
+        search scores. The default feeds one-hot rows through `loss`; target objectives embed the ids
+        directly (a one-hot mixture over ~50k rows costs more than the model pass)."""
+        one_hot = torch.nn.functional.one_hot(index, lm.prompt_vocab_size).float()  # (B, L, V)
+        return self.loss_and_predictions(lm, one_hot, context)
+
     def parameters(self) -> list[torch.Tensor]:
         """Learnable tensors the objective owns (e.g. BPTT feedback temperatures), shared by all trajectories."""
         return []

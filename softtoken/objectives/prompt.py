@@ -26,7 +26,7 @@ class Fluency(Objective):
     def loss(self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
         if probs.shape[1] < 2:
             raise ValueError(f"objective {self.label!r} needs a prompt of >= 2 tokens, got {probs.shape[1]}")
-        logits = lm.active_model(inputs_embeds=lm.embed_probs(probs), use_cache=False).logits.float()  # (B, L, V_out)
+        logits = lm.sequence_logits(lm.embed_probs(probs))  # (B, L, V_out)
         log_q = torch.log_softmax(logits, dim=-1)[..., lm.allowed_ids]  # (B, L, V) on the prompt vocabulary
         token_nll = -(probs[:, 1:].float() * log_q[:, :-1]).sum(-1)  # (B, L-1)
         return token_nll.mean(-1)

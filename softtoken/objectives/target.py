@@ -7,6 +7,7 @@ distribution (BPTT), and scores each step against the target.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -51,15 +52,68 @@ class RelaxedFeedback(torch.nn.Module):
         return self.lm.relaxed_feedback_embeds(probs)
 
 
-def per_trajectory_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """logits (B, T, V_out), target (T,) -> mean token cross-entropy per trajectory (B,)."""
+def cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-log p(y_t) per position: logits (B, T, V_out), target (T,) -> (B, T)."""
     batch, steps, vocab = logits.shape
     # Rows of (B*T, V): a (B, V, T) view would send the log-softmax down its slow strided path.
     token_ce = F.cross_entropy(logits.reshape(-1, vocab), target.expand(batch, -1).reshape(-1), reduction="none")
-    return token_ce.view(batch, steps).mean(-1)
+    return token_ce.view(batch, steps)
 
 
+def margin_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """max_v log p(v) - log p(y_t) per position (B, T): >= 0, and 0 exactly where y_t is the argmax (SODA)."""
+    log_probs = torch.log_softmax(logits, dim=-1)  # (B, T, V_out)
+    chosen = log_probs.gather(-1, target.view(1, -1, 1).expand(log_probs.shape[0], -1, 1)).squeeze(-1)  # (B, T)
+    return log_probs.max(-1).values - chosen
+
+
+TOKEN_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "crossentropy": cross_entropy_loss,
+    "margin": margin_loss,
+}
+REDUCTIONS: tuple[str, ...] = ("mean", "mellowmax")
+
+
+def mellowmax(values: torch.Tensor, alpha: float) -> torch.Tensor:
+    """log(mean_t exp(alpha x_t)) / alpha over the last axis: a soft maximum (alpha -> 0 gives the mean)."""
+    count = torch.tensor(float(values.shape[-1]), device=values.device)
+    return (torch.logsumexp(alpha * values, dim=-1) - count.log()) / alpha
+
+
+def target_loss(logits: torch.Tensor, target: torch.Tensor, *, token_loss: str = "crossentropy",
+                reduction: str = "mean", alpha: float = 1.0) -> torch.Tensor:
+    """The one target loss of every method: logits (B, T, V_out), target (T,) -> loss per prompt (B,).
+
+    `reduction` mellowmax weights the worst positions up (nanoGCG's `use_mellowmax` applies it to the
+    negated target logits; here it reduces any per-token loss), so one stubborn token is not averaged away."""
+    per_token = TOKEN_LOSSES[token_loss](logits, target)  # (B, T)
+    return per_token.mean(-1) if reduction == "mean" else mellowmax(per_token, alpha)
+
+
+@dataclass(frozen=True, kw_only=True)
 class _NeedsTarget(Objective):
+    """A target objective: which per-token loss, and how it is reduced over the target."""
+
+    token_loss: str = "crossentropy"  # crossentropy or margin (max_v log p(v) - log p(y_t), SODA / DLMI repo GCG)
+    reduction: str = "mean"  # mean over target positions, or mellowmax (a soft maximum)
+    mellowmax_alpha: float = 1.0  # > 0; nanoGCG's default
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.token_loss not in TOKEN_LOSSES:
+            raise ValueError(f"{type(self).__name__}.token_loss must be one of {sorted(TOKEN_LOSSES)}, "
+                             f"got {self.token_loss!r}")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}.reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
+        if not 0 < self.mellowmax_alpha < float("inf"):
+            raise ValueError(f"{type(self).__name__}.mellowmax_alpha must be finite and > 0, "
+                             f"got {self.mellowmax_alpha}")
+
+    def reduce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss per prompt (B,) of target logits (B, T, V_out)."""
+        return target_loss(logits, target, token_loss=self.token_loss, reduction=self.reduction,
+                           alpha=self.mellowmax_alpha)
+
     def check(self, lm: SoftLM, context: ObjectiveContext) -> None:
         if not context.target_ids:
             raise ValueError(f"objective {self.label!r} needs ObjectiveContext.target_ids, got none")
@@ -81,9 +135,17 @@ class TargetCE(_NeedsTarget):
     def loss_and_predictions(
         self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._score(lm, lm.embed_probs(probs), context)
+
+    def hard_loss_and_predictions(
+        self, lm: SoftLM, index: torch.Tensor, context: ObjectiveContext
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._score(lm, lm.embed_ids(lm.to_model_ids(index)), context)
+
+    def _score(self, lm: SoftLM, embeds: torch.Tensor, context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
         target = context.target_tensor(lm.device)
-        logits = lm.teacher_forced_logits(lm.embed_probs(probs), target)  # (B, T, V_out)
-        return per_trajectory_cross_entropy(logits, target), logits.detach().argmax(-1)
+        logits = lm.teacher_forced_logits(embeds, target)  # (B, T, V_out)
+        return self.reduce(logits, target), logits.detach().argmax(-1)
 
 
 @register_objective("target_free")
@@ -109,14 +171,22 @@ class FreeRunningTargetCE(_NeedsTarget):
     def loss_and_predictions(
         self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._score(lm, lm.embed_probs(probs), context)
+
+    def hard_loss_and_predictions(
+        self, lm: SoftLM, index: torch.Tensor, context: ObjectiveContext
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._score(lm, lm.embed_ids(lm.to_model_ids(index)), context)
+
+    def _score(self, lm: SoftLM, embeds: torch.Tensor, context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
         target = context.target_tensor(lm.device)
         module = self.feedback_module
         if module is not None:
             feed, need_hidden = module, module.needs_hidden
         else:
             feed, need_hidden = (None if self.feedback == "greedy" else self._relaxed_feed(lm)), False
-        logits = lm.rollout_logits(lm.embed_probs(probs), int(target.numel()), feed, need_hidden=need_hidden)
-        return per_trajectory_cross_entropy(logits, target), logits.detach().argmax(-1)
+        logits = lm.rollout_logits(embeds, int(target.numel()), feed, need_hidden=need_hidden)
+        return self.reduce(logits, target), logits.detach().argmax(-1)
 
     def parameters(self) -> list[torch.Tensor]:
         return [] if self.feedback_module is None else list(self.feedback_module.parameters())

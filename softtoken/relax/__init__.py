@@ -1,6 +1,7 @@
 """Relaxations of discrete tokens: Gumbel noise, temperatures, (straight-through) Gumbel-softmax."""
 
 from softtoken.relax.gumbel import GUMBEL_KINDS, gumbel_noise
+from softtoken.relax.initial import initial_logits
 from softtoken.relax.relaxation import HARD_METHODS, hard_index, relax, straight_through
 from softtoken.relax.temperature import HiddenStateTemperature, Temperature
 
@@ -11,6 +12,7 @@ __all__ = [
     "Temperature",
     "gumbel_noise",
     "hard_index",
+    "initial_logits",
     "relax",
     "straight_through",
 ]

@@ -33,15 +33,15 @@ def test_adam_second_step_matches_bias_corrected_moments():
 def test_adam_state_is_independent_per_trajectory():
     generator = torch.Generator().manual_seed(0)
     grads = [torch.randn(3, 2, 4, generator=generator, dtype=torch.float64) for _ in range(3)]
-    lrs = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    lr = 0.2
     batched_rule = build_update_rule(OptimizerConfig(kind="adam"))
     z = torch.zeros(3, 2, 4, dtype=torch.float64)
     for step, grad in enumerate(grads, start=1):
-        z = batched_rule.step(z, grad, lrs, step)
+        z = batched_rule.step(z, grad, lr, step)
     for b in range(3):
         single_rule, single = build_update_rule(OptimizerConfig(kind="adam")), torch.zeros(1, 2, 4, dtype=torch.float64)
         for step, grad in enumerate(grads, start=1):
-            single = single_rule.step(single, grad[b : b + 1], lrs[b].item(), step)
+            single = single_rule.step(single, grad[b : b + 1], lr, step)
         torch.testing.assert_close(z[b : b + 1], single)
 
 

@@ -15,8 +15,8 @@ def _record(label, seed, target, k, *, lcs, exact, steps, history_lcs):
         "result": {"metrics": {"eval/exact_match": exact, "eval/lcs_ratio": lcs, "eval/token_accuracy": lcs},
                    "wall_time_s": float(steps), "steps_run": steps, "success_step": steps if exact else None,
                    "forward_tokens": 10 * steps, "prompt_ids": [1], "output_ids": [1]},
-        "history": {"loss": loss, "tau_mean": [1.0] * steps, "eval_step": list(range(1, len(history_lcs) + 1)),
-                    "eval_lcs_ratio": history_lcs, "eval_exact_match": [v == 1.0 for v in history_lcs]},
+        "history": {"loss": loss, "tau_mean": [1.0] * steps, "eval/step": list(range(1, len(history_lcs) + 1)),
+                    "eval/lcs_ratio": history_lcs, "eval/exact_match": [v == 1.0 for v in history_lcs]},
     }
 
 

@@ -89,7 +89,7 @@ def test_baseline_reports_shared_keys_and_round_trips_through_json(tiny_lm, pres
     assert {"eval/exact_match", "eval/lcs_ratio", "eval/token_accuracy", "eval/roundtrip_exact"} <= set(result.metrics)
     assert {"eval/lcs_ratio", "eval/best_lcs_ratio"} <= tracker.keys
     assert any(key.startswith("loss/") for key in tracker.keys)
-    assert result.steps_run == 2 and len(result.history["loss"]) == 2
+    assert result.steps_run == 2 and len(result.history["loss/target"]) == 2
     assert Result.from_dict(json.loads(json.dumps(result.to_dict()))) == result
 
 

@@ -36,8 +36,8 @@ def test_dlmi_is_reproducible_for_same_seed_and_differs_across_seeds(tiny_lm, re
         return DLMI(FAST).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=seed), Budget(steps=5))
 
     first, again, other = run(1), run(1), run(2)
-    assert first.history["loss"] == again.history["loss"] and first.prompt_ids == again.prompt_ids
-    assert first.history["loss"] != other.history["loss"]
+    assert first.history["loss/target"] == again.history["loss/target"] and first.prompt_ids == again.prompt_ids
+    assert first.history["loss/target"] != other.history["loss/target"]
 
 
 @pytest.mark.parametrize("options", [
@@ -52,7 +52,7 @@ def test_dlmi_is_reproducible_for_same_seed_and_differs_across_seeds(tiny_lm, re
 def test_dlmi_forward_modes_run_and_report_history(tiny_lm, options):
     config = dataclasses.replace(FAST, **options)
     result = DLMI(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0), Budget(steps=3))
-    assert result.steps_run == 3 and len(result.history["loss"]) == 3
+    assert result.steps_run == 3 and len(result.history["loss/target"]) == 3
     per_pass = 3 + 3 - 1
     assert result.backward_tokens == 3 * 4 * per_pass
     # training passes + the engine's final scoring pass + one greedy pass per distinct evaluated prompt
@@ -65,14 +65,14 @@ def test_compiled_model_gives_the_eager_trajectory(tiny_lm):
     problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0)
     eager = DLMI(FAST).run(problem, Budget(steps=3))
     compiled = DLMI(dataclasses.replace(FAST, compile_model=True)).run(problem, Budget(steps=3))
-    assert compiled.history["loss"] == pytest.approx(eager.history["loss"], rel=1e-3)  # fused kernels round differently
+    assert compiled.history["loss/target"] == pytest.approx(eager.history["loss/target"], rel=1e-3)  # fused kernels round differently
     assert compiled.prompt_ids == eager.prompt_ids
 
 
 def test_learnable_temperatures_move(tiny_lm):
     result = DLMI(dataclasses.replace(FAST, temperature_theta_init="zero")).run(
         Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=0), Budget(steps=4))
-    taus = result.history["tau"]
+    taus = result.history["relax/tau"]
     assert taus[0] == [1.0, 1.0, 1.0] and taus[-1] != taus[0] and len(taus[-1]) == 3
 
 
@@ -172,8 +172,8 @@ def test_gradient_diagnostics_do_not_change_the_trajectory(tiny_lm):
     watched = DLMI(dataclasses.replace(FAST, stgs_grad_variance_period=2, stgs_grad_variance_samples=3,
                                        stgs_grad_bias_period=3, stgs_grad_bias_samples=2,
                                        stgs_grad_bias_reference_samples=2)).run(problem, Budget(steps=6))
-    assert watched.history["loss"] == plain.history["loss"] and watched.prompt_ids == plain.prompt_ids
-    assert watched.history["diag_step"] == [2, 3, 4, 6]
+    assert watched.history["loss/target"] == plain.history["loss/target"] and watched.prompt_ids == plain.prompt_ids
+    assert watched.history["diag/step"] == [2, 3, 4, 6]
     variances = [v for v in watched.history["diag/stgs_grad_variance_max"]]
     assert len(variances) == 3 and all(v > 0 for v in variances)  # steps 2, 4, 6
     assert len(watched.history["diag/stgs_grad_bias_abs_max"]) == 2  # steps 3, 6

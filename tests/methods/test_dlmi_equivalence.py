@@ -43,8 +43,8 @@ def test_dlmi_engine_preset_matches_plain_loop(tiny_lm, options):
     target, steps = (7, 8, 9), 8
     expected, expected_prompt = plain_dlmi_losses(tiny_lm, config, target, 3, seed=5, steps=steps)
     result = DLMI(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=3, seed=5), Budget(steps=steps))
-    assert result.history["loss"] == pytest.approx(expected, rel=1e-5)
+    assert result.history["loss/target"] == pytest.approx(expected, rel=1e-5)
     # eval_every > steps: the only prompt scored is argmax of the final Z, so it is the one returned
     assert result.prompt_ids == tiny_lm.to_model_ids(expected_prompt).tolist()
     assert DLMI(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=3, seed=5),
-                            Budget(steps=steps)).history["loss"] == result.history["loss"]
+                            Budget(steps=steps)).history["loss/target"] == result.history["loss/target"]

@@ -5,7 +5,7 @@ import torch
 
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods import GCG, Budget, GCGConfig, Problem
-from softtoken.methods.gcg import Buffer, roundtrip_mask, sample_candidates, target_losses
+from softtoken.methods.gcg import Buffer, roundtrip_mask, sample_candidates
 
 
 def test_gcg_candidates_come_from_the_topk_of_the_negative_gradient():
@@ -55,15 +55,6 @@ def test_gcg_roundtrip_filter_drops_candidates_that_retokenise_differently(tiny_
     assert roundtrip_mask(lm, candidates).tolist() == [False, True]
 
 
-def test_gcg_target_losses_match_cross_entropy_and_margin():
-    logits = torch.randn(3, 4, 9, generator=torch.Generator().manual_seed(2))
-    target = torch.tensor([1, 2, 3, 4])
-    ce = torch.nn.functional.cross_entropy(logits[1], target)
-    assert target_losses(logits, target, "crossentropy")[1] == pytest.approx(ce.item(), rel=1e-5)
-    margin = target_losses(logits, target, "margin")
-    assert (margin >= 0).all() and margin.shape == (3,)
-
-
 def test_gcg_buffer_keeps_the_lowest_losses_and_zero_capacity_keeps_the_latest():
     buffer = Buffer(2)
     for loss in (3.0, 1.0, 2.0, 5.0):
@@ -78,7 +69,7 @@ def test_gcg_buffer_keeps_the_lowest_losses_and_zero_capacity_keeps_the_latest()
 def test_gcg_accept_only_if_better_never_raises_the_loss(tiny_lm):
     config = GCGConfig(search_width=8, topk=4, accept_only_if_better=True, eval_every=100, init_text=" w5")
     result = GCG(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9, 10), prompt_length=3, seed=0), Budget(steps=6))
-    losses = result.history["loss"]
+    losses = result.history["loss/target"]
     assert all(b <= a for a, b in itertools.pairwise(losses))
 
 
@@ -86,7 +77,7 @@ def test_gcg_counts_candidate_passes_as_forward_tokens(tiny_lm):
     config = GCGConfig(search_width=8, topk=4, eval_every=100, filter_ids=False, init_strategy="random")
     result = GCG(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=2, seed=0), Budget(steps=2))
     per_pass = 2 + 3 - 1
-    evaluations = len(result.history["eval_step"])
+    evaluations = len(result.history["eval/step"])
     assert result.backward_tokens == 2 * per_pass
     assert result.forward_tokens == per_pass * (1 + 2 * (1 + 8) + evaluations)
 
@@ -141,4 +132,4 @@ def test_gcg_bf16_search_is_judged_in_float32(tiny_lm):
     config = GCGConfig(search_width=8, topk=4, eval_every=1, init_strategy="zeros", compute_dtype="bfloat16")
     result = GCG(config).run(problem, Budget(steps=3))
     output = tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 2)[0].tolist()
-    assert output == result.output_ids and all(torch.isfinite(torch.tensor(result.history["loss"])))
+    assert output == result.output_ids and all(torch.isfinite(torch.tensor(result.history["loss/target"])))

@@ -28,7 +28,7 @@ def test_relax_then_search_seeds_gcg_with_the_relaxed_best_prompt(tiny_lm, monke
     relaxed = RelaxThenSearch(small_config(relax_fraction=0.0)).run(problem, Budget(steps=2))
     assert tiny_lm.to_model_ids(seen["initial"]).tolist() == relaxed.prompt_ids
     assert seen["budget"].steps == 2 and result.method == "relax-then-search"
-    assert result.steps_run == 3 + len(result.history["loss"])
+    assert result.steps_run == 3 + len(result.history["loss/target"])
     assert any(key.startswith("relax/") for key in result.history)
     assert result.forward_tokens > relaxed.forward_tokens
 

@@ -18,9 +18,9 @@ def test_reinforce_variance_diagnostic_does_not_change_the_trajectory(tiny_lm, o
     plain = dataclasses.replace(FAST, **options)
     measured = dataclasses.replace(plain, reinforce_grad_variance_samples=3, reinforce_grad_variance_period=2)
     without, with_diag = _run(plain, steps=4, tiny_lm=tiny_lm), _run(measured, steps=4, tiny_lm=tiny_lm)
-    assert without.history["loss"] == with_diag.history["loss"]
+    assert without.history["loss/target"] == with_diag.history["loss/target"]
     assert without.prompt_ids == with_diag.prompt_ids
-    assert with_diag.history["diag_step"] == [2, 4]
+    assert with_diag.history["diag/step"] == [2, 4]
     variance = with_diag.history["diag/reinforce_grad_variance_max"]
     assert len(variance) == 2 and all(v >= 0 for v in variance)
     assert with_diag.history["diag/reinforce_grad_variance_samples"] == [3.0, 3.0]
@@ -29,7 +29,7 @@ def test_reinforce_variance_diagnostic_does_not_change_the_trajectory(tiny_lm, o
 
 def test_reinforce_never_backpropagates_through_the_model(tiny_lm):
     result = _run(FAST, steps=3, tiny_lm=tiny_lm)
-    evaluations = len(result.history["eval_step"])
+    evaluations = len(result.history["eval/step"])
     assert result.backward_tokens == 0
     assert result.forward_tokens == (3 + 4 - 1) * (3 * 4 + evaluations)
 

@@ -15,6 +15,7 @@ from softtoken.objectives import (
     TargetCE,
     get_objective_class,
     register_objective,
+    target_loss,
 )
 
 CONTEXT = ObjectiveContext(target_ids=(15, 50, 8))
@@ -154,3 +155,35 @@ def test_token_mass_mask_mode_forbids_exactly_the_penalised_entries(tiny_lm):
     assert TargetCE().forbidden(tiny_lm) is None
     with pytest.raises(ValueError, match=r"BannedTokens.mode must be one of \('penalty', 'mask'\), got 'hard'"):
         BannedTokens(token_ids=ids, mode="hard")
+
+
+def test_target_loss_matches_cross_entropy_margin_and_mellowmax_by_hand():
+    logits = torch.randn(3, 4, 9, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    target = torch.tensor([1, 2, 3, 4])
+    per_token = torch.stack([torch.nn.functional.cross_entropy(row, target, reduction="none") for row in logits])
+    torch.testing.assert_close(target_loss(logits, target), per_token.mean(-1))
+    log_probs = logits.log_softmax(-1)
+    margin = log_probs.max(-1).values - log_probs[:, torch.arange(4), target]
+    torch.testing.assert_close(target_loss(logits, target, token_loss="margin"), margin.mean(-1))
+    alpha = 2.0
+    soft_max = (torch.logsumexp(alpha * per_token, -1) - torch.log(torch.tensor(4.0, dtype=torch.float64))) / alpha
+    mellow = target_loss(logits, target, reduction="mellowmax", alpha=alpha)
+    torch.testing.assert_close(mellow, soft_max)
+    assert (per_token.mean(-1) <= mellow + 1e-12).all() and (mellow <= per_token.max(-1).values).all()
+
+
+def test_target_objectives_score_hard_ids_as_their_one_hot_relaxation(tiny_lm):
+    context = ObjectiveContext(target_ids=(7, 8, 9))
+    index = torch.tensor([[1, 5, 2], [4, 4, 0]])
+    one_hot = torch.nn.functional.one_hot(index, tiny_lm.prompt_vocab_size).float()
+    for objective in (TargetCE(token_loss="margin"), FreeRunningTargetCE(reduction="mellowmax")):
+        hard, hard_predictions = objective.hard_loss_and_predictions(tiny_lm, index, context)
+        soft, soft_predictions = objective.loss_and_predictions(tiny_lm, one_hot, context)
+        torch.testing.assert_close(hard, soft, rtol=1e-5, atol=1e-6)
+        assert torch.equal(hard_predictions, soft_predictions)
+
+
+@pytest.mark.parametrize(("field", "value"), [("token_loss", "hinge"), ("reduction", "max"), ("mellowmax_alpha", 0.0)])
+def test_target_objectives_reject_unknown_losses(field, value):
+    with pytest.raises(ValueError, match=field):
+        TargetCE(**{field: value})

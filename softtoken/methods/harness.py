@@ -1,0 +1,177 @@
+"""The run harness every inversion method shares: clock, budget, token counts, judge, history, result.
+
+A method's file holds only its algorithm; everything around the loop lives here once:
+
+    run = self.harness(problem, budget, tracker)      # clock, budget, generator, judge, history
+    for step in run.steps():                          # stops on budget or an exact match
+        ...                                           # the algorithm; model passes count themselves
+        run.log({"loss/target": loss})                # slash-keyed history, tracker every step
+        if step % eval_every == 0:
+            run.evaluate(prompt_index)                # greedy judge, `eval/*` history
+    return run.result(self.name, self.config, final=prompt_index)
+
+Token counts come from the model wrapper (`SoftLM.tokens`), so no method counts passes by hand and
+the forward-token budget sees every pass: training, candidate scoring and the judge's decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from softtoken.lm.evaluation import PromptScore, evaluate_prompts, roundtrip_exact
+from softtoken.methods.base import Budget, Clock, NullTracker, Problem, Result, Tracker
+from softtoken.objectives import ObjectiveContext
+
+
+class BestPrompt:
+    """Best discrete prompt seen so far, ordered by PromptScore.key()."""
+
+    def __init__(self) -> None:
+        self.score: PromptScore | None = None
+        self.step: int = 0
+
+    def offer(self, score: PromptScore, step: int) -> None:
+        if self.score is None or score.key() > self.score.key():
+            self.score, self.step = score, step
+
+
+class PromptJudge:
+    """Scores discrete prompts with the shared evaluator (cached by ids) and keeps the best one seen."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem, self.lm = problem, problem.lm
+        self.best, self.cache = BestPrompt(), {}
+
+    def score(self, prompt_index: torch.Tensor, step: int) -> PromptScore:
+        """Score one prompt (L,) of prompt-vocabulary indices and offer it as the best."""
+        prompt = self.lm.to_model_ids(prompt_index)  # (L,)
+        key = tuple(prompt.tolist())
+        if key not in self.cache:
+            self.cache[key] = evaluate_prompts(self.lm, prompt.unsqueeze(0), self.problem.target_ids)[0]
+        self.best.offer(self.cache[key], step)
+        return self.cache[key]
+
+    def confirm_best(self) -> None:
+        """Re-score the best prompt through the evaluator (when it was scored by another route)."""
+        ids = torch.tensor([self.best.score.prompt_ids], device=self.lm.device)
+        self.best.score = evaluate_prompts(self.lm, ids, self.problem.target_ids)[0]
+
+    @property
+    def exact(self) -> bool:
+        return self.best.score is not None and self.best.score.exact_match
+
+
+class RunHarness:
+    """One run's clock, budget, generator, judge and history; builds the shared Result."""
+
+    def __init__(self, problem: Problem, budget: Budget | None, *, steps: int, tracker: Tracker | None = None) -> None:
+        self.problem, self.lm = problem, problem.lm
+        self.budget = budget or Budget()
+        self.clock = Clock(self.budget.seconds)
+        self.max_steps = self.budget.resolve_steps(steps)
+        self.generator = torch.Generator(device=self.lm.device).manual_seed(problem.seed)
+        self.tracker = tracker or NullTracker()
+        self.context = ObjectiveContext(target_ids=problem.target_ids)
+        self.judge = PromptJudge(problem)
+        self.history: dict[str, list] = {}
+        self.step = 0
+        self._evaluated: dict[str, float] = {}  # this step's evaluation, sent with the next log()
+        self._tokens_at_start = self.lm.tokens.snapshot()
+
+    # ----------------------------------------------------------------- budget
+    @property
+    def forward_tokens(self) -> int:
+        return self.lm.tokens.forward - self._tokens_at_start[0]
+
+    @property
+    def backward_tokens(self) -> int:
+        return self.lm.tokens.backward - self._tokens_at_start[1]
+
+    def stopped(self, *, step_cap: bool = True) -> bool:
+        """No further step: the step cap (unless the caller's loop enforces it), the deadline or the compute
+        budget is reached, or the target is hit."""
+        return ((step_cap and self.step >= self.max_steps) or self.clock.expired()
+                or self.budget.compute_spent(self.forward_tokens) or self.judge.exact)
+
+    def steps(self) -> Iterator[int]:
+        """Step numbers 1, 2, ... while the run may go on (checked before each step)."""
+        while not self.stopped():
+            self.step += 1
+            yield self.step
+
+    # ----------------------------------------------------------------- history
+    def record(self, metrics: Mapping[str, Any]) -> None:
+        """Append values under their slash keys (no tracker)."""
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append(value)
+
+    def log(self, metrics: Mapping[str, float]) -> None:
+        """This step's metrics: into the history and to the tracker (with the best LCS so far)."""
+        self.record(metrics)
+        best = self.judge.best.score
+        shown = {**metrics, **self._evaluated, **({"eval/best_lcs_ratio": best.lcs_ratio} if best else {})}
+        self._evaluated = {}
+        self.tracker.log(self.step, shown)
+
+    def evaluate(self, prompt_index: torch.Tensor, **extras: Any) -> PromptScore:
+        """Judge one prompt (L,) and record `eval/step`, `eval/lcs_ratio`, `eval/exact_match` (+ extras)."""
+        return self.evaluate_many(prompt_index.unsqueeze(0), **extras)
+
+    def evaluate_many(self, prompt_index: torch.Tensor, **extras: Any) -> PromptScore:
+        """Judge prompts (N, L); record the best of them once."""
+        best = max((self.judge.score(row, self.step) for row in prompt_index), key=PromptScore.key)
+        self.record({"eval/step": self.step, "eval/lcs_ratio": best.lcs_ratio, "eval/exact_match": best.exact_match,
+                     **extras})
+        self._evaluated = {"eval/lcs_ratio": best.lcs_ratio, "eval/exact_match": float(best.exact_match)}
+        return best
+
+    # ----------------------------------------------------------------- result
+    def result(self, method: str, config: Any, *, final: torch.Tensor | None = None,
+               extra_metrics: Mapping[str, Any] | None = None) -> Result:
+        """The shared Result: the judge's best discrete prompt and its greedy output.
+
+        `final` (L,): the prompt to judge if nothing was judged yet (the budget ran out first). Token counts
+        cover the search and its judge, not the round-trip report below; the wall time is read last, so it
+        includes every evaluation (fair wall-clock comparisons)."""
+        if self.judge.best.score is None:
+            if final is None:
+                raise RuntimeError(f"{method}: no prompt was judged and no final prompt given")
+            self.judge.score(final, self.step)
+        lm, score, problem = self.lm, self.judge.best.score, self.problem
+        forward, backward = self.forward_tokens, self.backward_tokens
+        losses = self.history.get("loss/target")
+        metrics = {
+            "eval/exact_match": score.exact_match,
+            "eval/lcs_ratio": score.lcs_ratio,
+            "eval/token_accuracy": score.token_accuracy,
+            "eval/roundtrip_exact": roundtrip_exact(lm, score.prompt_ids, problem.target_ids),
+            "loss/final": losses[-1] if losses else None,
+            **(extra_metrics or {}),
+        }
+        return Result(
+            method=method, config=asdict(config), seed=problem.seed,
+            target_ids=list(problem.target_ids), target_text=lm.decode(problem.target_ids),
+            prompt_ids=list(score.prompt_ids), prompt_text=lm.decode(score.prompt_ids),
+            output_ids=list(score.output_ids), output_text=lm.decode(score.output_ids), metrics=metrics,
+            success_step=self.judge.best.step if score.exact_match else None, steps_run=self.step,
+            wall_time_s=self.clock.elapsed(), forward_tokens=forward, backward_tokens=backward,
+            history=self.history,
+        )
+
+
+class ConfiguredMethod:
+    """What every method shares: a config (default `config_class()`) and the harness of a run."""
+
+    name: str = ""
+    config_class: type | None = None
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.config_class()
+
+    def harness(self, problem: Problem, budget: Budget | None, tracker: Tracker | None = None) -> RunHarness:
+        """The run's harness; the step cap is the budget's, else the config's `epochs`."""
+        return RunHarness(problem, budget, steps=self.config.epochs, tracker=tracker)
