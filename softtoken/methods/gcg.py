@@ -51,13 +51,23 @@ class GCGConfig:
     eval_every: int = 10  # steps between greedy evaluations of the current prompt, >= 1
     distinct_swaps: bool = False  # draw the width's (position, token) swaps without replacement (n_replace 1)
     compute_dtype: str = "float32"  # gradient and candidate scoring under autocast; the judge stays float32
+    # Levers of issue 12 (each off by default, so the presets above are unchanged):
+    combine_swaps: int = 0  # also score the prompts applying the best 2..k+1 improving single swaps at once (ACG)
+    proposal_momentum: float = 0.0  # in [0, 1): propose from a running mean of normalised -gradients (a relaxed Z)
+    model_proposals: int = 0  # per position, this many of the top-k are the model's own next tokens (BEAST), < topk
+    restart_patience: int = 0  # restart from a random prompt after this many steps without a lower loss; 0 never
 
     def __post_init__(self) -> None:
         for name in ("epochs", "search_width", "topk", "n_replace", "candidate_batch_size", "eval_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"GCGConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.buffer_size < 0:
-            raise ValueError(f"GCGConfig.buffer_size must be >= 0, got {self.buffer_size}")
+        for name in ("buffer_size", "combine_swaps", "model_proposals", "restart_patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GCGConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.proposal_momentum < 1:
+            raise ValueError(f"GCGConfig.proposal_momentum must be in [0, 1), got {self.proposal_momentum}")
+        if self.model_proposals >= self.topk:
+            raise ValueError(f"GCGConfig.model_proposals must be < topk={self.topk}, got {self.model_proposals}")
         if self.distinct_swaps and self.n_replace != 1:
             raise ValueError(f"GCGConfig.distinct_swaps needs n_replace=1, got n_replace={self.n_replace}")
         if self.compute_dtype not in DTYPES:
@@ -93,6 +103,37 @@ def sample_candidates(current: torch.Tensor, grad: torch.Tensor, *, search_width
     picks = torch.randint(0, top.shape[1], (search_width, n_replace), generator=generator, device=grad.device)
     candidates = current.expand(search_width, -1).clone()  # (N, L)
     return candidates.scatter_(1, positions, top[positions, picks])
+
+
+def combined_swaps(current: torch.Tensor, candidates: torch.Tensor, losses: torch.Tensor, current_loss: float,
+                   count: int) -> torch.Tensor:
+    """Prompts (k, L) applying the best 2, 3, ..., count+1 improving single swaps of `candidates` at once.
+
+    candidates (N, L) each differ from `current` (L,) at one position; per position only its best swap
+    is used, taken in order of loss. Fewer than two improving positions give no prompt (0, L)."""
+    order = losses.argsort()
+    chosen: dict[int, int] = {}  # position -> token
+    for index in order[losses[order] < current_loss].tolist():
+        changed = (candidates[index] != current).nonzero().flatten().tolist()
+        if len(changed) == 1 and changed[0] not in chosen:
+            chosen[changed[0]] = int(candidates[index, changed[0]])
+    swaps = list(chosen.items())[: count + 1]
+    prompts = []
+    for size in range(2, len(swaps) + 1):
+        prompt = current.clone()
+        for position, token in swaps[:size]:
+            prompt[position] = token
+        prompts.append(prompt)
+    return torch.stack(prompts) if prompts else current.new_empty((0, current.numel()))
+
+
+def model_proposal_gradient(grad: torch.Tensor, next_token_logits: torch.Tensor, count: int) -> torch.Tensor:
+    """The gradient (L, V) with each position's `count` most likely next tokens under the model moved to
+    the front of its top-k (BEAST-style fluent proposals); next_token_logits (L-1, V) score positions 1..L-1."""
+    proposal = grad.clone()
+    picks = next_token_logits.topk(count, dim=-1).indices  # (L-1, count)
+    proposal[1:].scatter_(1, picks, float("-inf"))  # -grad's topk takes -inf first
+    return proposal
 
 
 def roundtrip_mask(lm: SoftLM, candidates: torch.Tensor) -> torch.Tensor:
@@ -137,21 +178,59 @@ class GCG(ConfiguredMethod):
         run = self.harness(problem, budget, tracker)
         objective = self.objective()
         current = self._init(problem, run.generator) if initial is None else initial.to(lm.device)  # (L,)
-        buffer = Buffer(cfg.buffer_capacity)
+        buffer, memory, since_better = Buffer(cfg.buffer_capacity), None, 0
         loss, _ = self._score(run, objective, current.unsqueeze(0))
         buffer.offer(loss[0].item(), current)
+        lowest = loss[0].item()  # lowest loss since the last (re)start
         for step in run.steps():
+            current_loss = buffer.best()[0]
             grad = self._token_gradient(run, objective, current)  # (L, V)
-            candidates = self._candidates(lm, current, grad, run.generator)  # (N, L)
+            proposal, memory = self._proposal(run, current, grad, memory)  # (L, V)
+            candidates = self._candidates(lm, current, proposal, run.generator)  # (N, L)
             losses, exact = self._score(run, objective, candidates)
+            combined = combined_swaps(current, candidates, losses, current_loss, cfg.combine_swaps)  # (k, L)
+            if combined.shape[0]:
+                extra_losses, extra_exact = self._score(run, objective, combined)
+                candidates, losses = torch.cat([candidates, combined]), torch.cat([losses, extra_losses])
+                exact = torch.cat([exact, extra_exact])
             winner = int(losses.argmin())
             buffer.offer(losses[winner].item(), candidates[winner])
             current = buffer.best()[1]
+            since_better = 0 if buffer.best()[0] < lowest else since_better + 1
+            lowest = min(lowest, buffer.best()[0])
             run.log({"loss/target": buffer.best()[0], "search/candidates": int(candidates.shape[0])})
             hit = candidates[exact][:1]  # a teacher-forced hit, confirmed by the greedy evaluator
             if hit.shape[0] or step % cfg.eval_every == 0 or step == run.max_steps:
                 run.evaluate(hit[0] if hit.shape[0] else current)
+            if cfg.restart_patience and since_better >= cfg.restart_patience and not run.judge.exact:
+                run.evaluate(current)  # the judge keeps this basin's prompt
+                current, buffer, memory, since_better = self._restart(run, objective)
+                lowest = buffer.best()[0]
         return run.result(self.name, cfg, final=current)
+
+    def _proposal(self, run: RunHarness, current: torch.Tensor, grad: torch.Tensor,
+                  memory: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What candidates are drawn from (L, V), lower = better as a gradient: this step's gradient, or its
+        running mean (momentum), with the model's own next tokens in front (model proposals)."""
+        cfg = self.config
+        if cfg.proposal_momentum:
+            unit = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # each position on one scale
+            memory = unit if memory is None else cfg.proposal_momentum * memory + (1 - cfg.proposal_momentum) * unit
+            grad = memory
+        if cfg.model_proposals and current.numel() > 1:
+            with torch.no_grad(), run.lm.compute(cfg.compute_dtype):
+                logits = run.lm.sequence_logits(run.lm.embed_ids(run.lm.to_model_ids(current[:-1]))[None])[0]
+            grad = model_proposal_gradient(grad, logits[:, run.lm.allowed_ids], cfg.model_proposals)
+        return grad, memory
+
+    def _restart(self, run: RunHarness, objective: TargetCE) -> tuple[torch.Tensor, Buffer, None, int]:
+        """A fresh random prompt with an empty buffer and proposal memory."""
+        current = torch.randint(0, run.lm.prompt_vocab_size, (run.problem.prompt_length,), generator=run.generator,
+                                device=run.lm.device)
+        buffer = Buffer(self.config.buffer_capacity)
+        buffer.offer(self._score(run, objective, current.unsqueeze(0))[0][0].item(), current)
+        run.record({"search/restart_step": run.step})
+        return current, buffer, None, 0
 
     def objective(self) -> TargetCE:
         """The teacher-forced target loss the gradient and the candidate scores share."""

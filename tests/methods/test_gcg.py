@@ -5,7 +5,7 @@ import torch
 
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods import GCG, Budget, GCGConfig, Problem
-from softtoken.methods.gcg import Buffer, roundtrip_mask, sample_candidates
+from softtoken.methods.gcg import Buffer, combined_swaps, model_proposal_gradient, roundtrip_mask, sample_candidates
 
 
 def test_gcg_candidates_come_from_the_topk_of_the_negative_gradient():
@@ -133,3 +133,47 @@ def test_gcg_bf16_search_is_judged_in_float32(tiny_lm):
     result = GCG(config).run(problem, Budget(steps=3))
     output = tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 2)[0].tolist()
     assert output == result.output_ids and all(torch.isfinite(torch.tensor(result.history["loss/target"])))
+
+
+def test_combined_swaps_apply_the_best_improving_swap_of_each_position_in_loss_order():
+    current = torch.tensor([0, 0, 0, 0])
+    candidates = torch.tensor([[5, 0, 0, 0], [0, 6, 0, 0], [7, 0, 0, 0], [0, 0, 8, 0], [0, 0, 0, 9]])
+    losses = torch.tensor([0.5, 0.2, 0.1, 0.9, 2.0])  # current loss 1.0: the swap at position 3 is worse
+    combined = combined_swaps(current, candidates, losses, 1.0, count=4)
+    # In loss order: (0 -> 7), (1 -> 6), (2 -> 8); (0 -> 5) loses to (0 -> 7); position 3 does not improve.
+    assert combined.tolist() == [[7, 6, 0, 0], [7, 6, 8, 0]]
+    assert combined_swaps(current, candidates, losses, 1.0, count=1).tolist() == [[7, 6, 0, 0]]
+    assert combined_swaps(current, candidates, losses, 0.15, count=4).shape == (0, 4)  # one improving swap only
+
+
+def test_model_proposals_put_the_model_next_tokens_in_each_later_position_top_k():
+    grad = torch.zeros(3, 8)
+    grad[:, :2] = -1.0  # the gradient's own top-2: tokens 0 and 1 everywhere
+    next_logits = torch.zeros(2, 8)
+    next_logits[0, 6], next_logits[1, 4] = 5.0, 5.0  # the model's favourites for positions 1 and 2
+    top = (-model_proposal_gradient(grad, next_logits, 1)).topk(2, dim=-1).indices
+    assert set(top[0].tolist()) == {0, 1} and 6 in top[1].tolist() and 4 in top[2].tolist()
+
+
+@pytest.mark.parametrize("options", [{"combine_swaps": 3}, {"proposal_momentum": 0.5}, {"model_proposals": 2},
+                                     {"restart_patience": 2}])
+def test_gcg_levers_are_deterministic_for_the_same_seed(tiny_lm, options):
+    config = GCGConfig(search_width=8, topk=4, eval_every=2, init_strategy="zeros", **options)
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=3)
+    first, again = GCG(config).run(problem, Budget(steps=6)), GCG(config).run(problem, Budget(steps=6))
+    assert first.history["loss/target"] == again.history["loss/target"] and first.prompt_ids == again.prompt_ids
+
+
+def test_gcg_restarts_from_a_fresh_prompt_when_the_loss_stalls(tiny_lm):
+    config = GCGConfig(search_width=2, topk=2, eval_every=100, init_strategy="zeros", restart_patience=1,
+                       accept_only_if_better=True)
+    result = GCG(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9, 10), prompt_length=3, seed=0), Budget(steps=12))
+    restarts = result.history.get("search/restart_step", [])
+    assert restarts and all(b > a for a, b in itertools.pairwise(restarts))
+
+
+@pytest.mark.parametrize("field, bad", [("combine_swaps", -1), ("proposal_momentum", 1.0), ("model_proposals", 32),
+                                        ("restart_patience", -2)])
+def test_gcg_config_rejects_bad_lever_values(field, bad):
+    with pytest.raises(ValueError, match=field):
+        GCGConfig(topk=32, **{field: bad})
