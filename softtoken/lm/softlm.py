@@ -160,6 +160,34 @@ class SoftLM:
         out = self.active_model(inputs_embeds=inputs, use_cache=False, logits_to_keep=keep)
         return out.logits.float()  # (B, T, V_out)
 
+    @torch.no_grad()
+    def prefix_cache(self, prefix_embeds: torch.Tensor) -> Any:
+        """Keys and values of a fixed prefix (1, P, D), computed once and reused by
+        `teacher_forced_logits_after` for every prompt that starts with it."""
+        self.tokens.add(prefix_embeds)
+        return self.active_model(inputs_embeds=prefix_embeds, use_cache=True, logits_to_keep=1).past_key_values
+
+    @torch.no_grad()
+    def teacher_forced_logits_after(self, cache: Any, length: int, suffix_embeds: torch.Tensor,
+                                    target_ids: torch.Tensor) -> torch.Tensor:
+        """`teacher_forced_logits` for prompts whose first `length` positions are those of `cache`'s prefix:
+        only [suffix (B, S, D) ; y_1..y_{T-1}] goes through the model -> logits (B, T, V_out).
+
+        Candidates of a discrete search differ from the current prompt from some position on, so the
+        positions before it cost nothing (the cache is cropped to `length` and repeated B times)."""
+        batch, steps = suffix_embeds.shape[0], int(target_ids.numel())
+        past = copy.deepcopy(cache)
+        surplus = past.get_seq_length() - length
+        if surplus:
+            past.crop(-surplus)  # a negative crop removes that many positions in every transformers 4.4x-5.x
+        past.batch_repeat_interleave(batch)
+        target_embeds = self.embed_ids(target_ids[:-1].to(self.device))  # (T-1, D)
+        inputs = torch.cat([suffix_embeds, target_embeds.unsqueeze(0).expand(batch, -1, -1)], dim=1)
+        keep = torch.arange(inputs.shape[1] - steps, inputs.shape[1], device=inputs.device)
+        self.tokens.add(inputs)
+        out = self.active_model(inputs_embeds=inputs, past_key_values=past, use_cache=True, logits_to_keep=keep)
+        return out.logits.float()  # (B, T, V_out)
+
     def rollout_logits(
         self, prompt_embeds: torch.Tensor, steps: int, feed: Feedback | None = None, *, need_hidden: bool = False
     ) -> torch.Tensor:

@@ -56,6 +56,7 @@ class GCGConfig:
     proposal_momentum: float = 0.0  # in [0, 1): propose from a running mean of normalised -gradients (a relaxed Z)
     model_proposals: int = 0  # per position, this many of the top-k are the model's own next tokens (BEAST), < topk
     restart_patience: int = 0  # restart from a random prompt after this many steps without a lower loss; 0 never
+    prefix_cache: bool = False  # score candidates from the current prompt's keys/values before their first change
 
     def __post_init__(self) -> None:
         for name in ("epochs", "search_width", "topk", "n_replace", "candidate_batch_size", "eval_every"):
@@ -187,10 +188,10 @@ class GCG(ConfiguredMethod):
             grad = self._token_gradient(run, objective, current)  # (L, V)
             proposal, memory = self._proposal(run, current, grad, memory)  # (L, V)
             candidates = self._candidates(lm, current, proposal, run.generator)  # (N, L)
-            losses, exact = self._score(run, objective, candidates)
+            losses, exact = self._score(run, objective, candidates, current)
             combined = combined_swaps(current, candidates, losses, current_loss, cfg.combine_swaps)  # (k, L)
             if combined.shape[0]:
-                extra_losses, extra_exact = self._score(run, objective, combined)
+                extra_losses, extra_exact = self._score(run, objective, combined, current)
                 candidates, losses = torch.cat([candidates, combined]), torch.cat([losses, extra_losses])
                 exact = torch.cat([exact, extra_exact])
             winner = int(losses.argmin())
@@ -274,17 +275,41 @@ class GCG(ConfiguredMethod):
         return kept
 
     @torch.no_grad()
-    def _score(self, run: RunHarness, objective: TargetCE,
-               candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L), in batches."""
+    def _score(self, run: RunHarness, objective: TargetCE, candidates: torch.Tensor,
+               current: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L), in batches; with
+        `prefix_cache` and the `current` prompt (L,) they share, from its cached keys and values."""
         target = torch.tensor(run.problem.target_ids, device=run.lm.device)
-        losses, exact = [], []
-        for chunk in candidates.split(self.config.candidate_batch_size):
-            with run.lm.compute(self.config.compute_dtype):
+        with run.lm.compute(self.config.compute_dtype):
+            if self.config.prefix_cache and current is not None:
+                return self._score_after_prefix(run, objective, candidates, current, target)
+            losses, exact = [], []
+            for chunk in candidates.split(self.config.candidate_batch_size):
                 loss, predictions = objective.hard_loss_and_predictions(run.lm, chunk, run.context)  # (n,), (n, T)
-            losses.append(loss)
-            exact.append((predictions == target).all(-1))
+                losses.append(loss)
+                exact.append((predictions == target).all(-1))
         return torch.cat(losses), torch.cat(exact)
+
+    def _score_after_prefix(self, run: RunHarness, objective: TargetCE, candidates: torch.Tensor,
+                            current: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidates grouped by their first changed position p; each group runs only positions p.. ."""
+        lm = run.lm
+        cache = lm.prefix_cache(lm.embed_ids(lm.to_model_ids(current))[None])
+        changed = candidates != current  # (N, L)
+        first = torch.where(changed.any(-1), changed.float().argmax(-1), current.numel() - 1)  # (N,)
+        losses = torch.empty(candidates.shape[0], device=lm.device)
+        exact = torch.empty(candidates.shape[0], dtype=torch.bool, device=lm.device)
+        for position in first.unique().tolist():
+            rows = (first == position).nonzero().flatten()
+            for chunk in rows.split(self.config.candidate_batch_size):
+                suffix = lm.embed_ids(lm.to_model_ids(candidates[chunk, position:]))  # (n, L-p, D)
+                if position == 0:
+                    logits = lm.teacher_forced_logits(suffix, target)
+                else:
+                    logits = lm.teacher_forced_logits_after(cache, position, suffix, target)  # (n, T, V_out)
+                losses[chunk] = objective.reduce(logits, target)
+                exact[chunk] = (logits.argmax(-1) == target).all(-1)
+        return losses, exact
 
 
 def gcg_paper_lmi() -> GCGConfig:

@@ -177,3 +177,20 @@ def test_gcg_restarts_from_a_fresh_prompt_when_the_loss_stalls(tiny_lm):
 def test_gcg_config_rejects_bad_lever_values(field, bad):
     with pytest.raises(ValueError, match=field):
         GCGConfig(topk=32, **{field: bad})
+
+
+def test_prefix_cache_scoring_matches_full_scoring(tiny_lm):
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=5, seed=0)
+    current = torch.tensor([3, 9, 1, 5, 2])
+    generator = torch.Generator().manual_seed(0)
+    grad = torch.randn(5, tiny_lm.prompt_vocab_size, generator=generator)
+    candidates = torch.cat([sample_candidates(current, grad, search_width=40, topk=6, n_replace=2, generator=generator),
+                            current[None]])  # the unchanged prompt too
+    plain, cached = GCG(GCGConfig(candidate_batch_size=7)), GCG(GCGConfig(candidate_batch_size=7, prefix_cache=True))
+    run = plain.harness(problem, Budget(steps=1))
+    full_losses, full_exact = plain._score(run, plain.objective(), candidates, current)
+    before = tiny_lm.tokens.forward
+    losses, exact = cached._score(run, cached.objective(), candidates, current)
+    torch.testing.assert_close(losses, full_losses, rtol=1e-5, atol=1e-6)
+    assert torch.equal(exact, full_exact)
+    assert tiny_lm.tokens.forward - before < candidates.shape[0] * (5 + 3 - 1)  # the shared prefixes are not recomputed
