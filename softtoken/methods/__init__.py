@@ -1,5 +1,6 @@
 """Inversion methods behind one interface: run(Problem, Budget) -> Result."""
 
+from softtoken.methods.adc import ADC, ADCConfig, adc_default
 from softtoken.methods.base import (
     METHODS,
     Budget,
@@ -14,6 +15,7 @@ from softtoken.methods.base import (
 from softtoken.methods.dlmi import DLMI, DLMIConfig, dlmi_paper, dlmi_paper_free
 from softtoken.methods.gcg import GCG, GCGConfig, gcg_fast, gcg_paper_lmi
 from softtoken.methods.hybrid import RelaxThenSearch, RelaxThenSearchConfig
+from softtoken.methods.pez import PEZ, PEZConfig, pez_paper
 from softtoken.methods.presets import PRESETS, build_method, get_preset, with_options
 from softtoken.methods.program import ProgramConfig, ProgramMethod, anneal_inversion
 from softtoken.methods.reinforce import (
@@ -25,6 +27,8 @@ from softtoken.methods.reinforce import (
 from softtoken.methods.soda import Soda, SodaConfig, soda_paper
 
 __all__ = [
+    "ADC",
+    "ADCConfig",
     "DLMI",
     "GCG",
     "METHODS",
@@ -34,6 +38,8 @@ __all__ = [
     "GCGConfig",
     "NonFiniteLossError",
     "NullTracker",
+    "PEZ",
+    "PEZConfig",
     "Problem",
     "ProgramConfig",
     "ProgramMethod",
@@ -45,6 +51,7 @@ __all__ = [
     "Soda",
     "SodaConfig",
     "Tracker",
+    "adc_default",
     "anneal_inversion",
     "build_method",
     "gcg_fast",
@@ -53,6 +60,7 @@ __all__ = [
     "gcg_paper_lmi",
     "get_method_class",
     "get_preset",
+    "pez_paper",
     "register_method",
     "reinforce_default",
     "reinforce_paper",

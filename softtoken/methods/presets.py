@@ -6,10 +6,12 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
+from softtoken.methods.adc import adc_default
 from softtoken.methods.base import get_method_class
 from softtoken.methods.dlmi import DLMIConfig, dlmi_demo, dlmi_paper, dlmi_paper_free
 from softtoken.methods.gcg import GCGConfig, gcg_fast, gcg_paper_lmi
 from softtoken.methods.hybrid import RelaxThenSearchConfig
+from softtoken.methods.pez import pez_paper
 from softtoken.methods.program import anneal_inversion
 from softtoken.methods.reinforce import reinforce_default, reinforce_paper
 from softtoken.methods.soda import soda_paper
@@ -39,6 +41,8 @@ PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {
     "gcg-paper-lmi": ("gcg", gcg_paper_lmi),
     "gcg-fast": ("gcg", gcg_fast),
     "relax-then-gcg": ("relax-then-search", RelaxThenSearchConfig),
+    "pez": ("pez", pez_paper),
+    "adc": ("adc", adc_default),
 }
 
 

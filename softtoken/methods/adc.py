@@ -1,0 +1,135 @@
+"""ADC: adaptive dense-to-sparse relaxation of a discrete prompt (after Hu et al. 2024, "Efficient LLM Jailbreak
+via Adaptive Dense-to-sparse Constrained Optimization", NeurIPS 2024).
+
+The prompt is B relaxed prompts X (B x L x V), every row a point of the probability simplex over the prompt
+vocabulary, started dense at softmax(N(0, 1) logits). Each step takes the teacher-forced target loss of X
+(the mixture X @ W_emb is fed as the prompt), makes an SGD-with-momentum step on X (lr 10, momentum 0.99 as
+in ADC), then projects every row back: negatives are clamped to 0, only the row's top-s entries are kept and
+the row is renormalised to sum 1. The support size s is adaptive per prompt: with w of the T teacher-forced
+target tokens wrong at this step, s = round(s_max ** (w / T)), geometric from s_max (all wrong) to exactly 1
+(none wrong). So a prompt whose relaxation gets the target right becomes one-hot, that is discrete; the
+forward of an all-one-hot prompt is a discrete forward, and its teacher-forced match is an exact greedy
+match (confirmed by the shared judge, which also judges argmax X of the lowest-loss prompt every
+`eval_every` steps).
+
+    problem = Problem(lm=lm, target_ids=tuple(lm.encode(" Paris.")), prompt_length=4, seed=0)
+    result = ADC(adc_default()).run(problem, Budget(steps=500))
+    prompt_text, success = result.prompt_text, result.exact_match
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from softtoken.lm.loading import DTYPES
+from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
+from softtoken.methods.harness import ConfiguredMethod
+from softtoken.objectives import TargetCE
+
+
+@dataclass(frozen=True, kw_only=True)
+class ADCConfig:
+    """SGD settings are ADC's (lr 10, momentum 0.99); the support schedule is geometric in the wrong tokens."""
+
+    epochs: int = 2000  # optimiser steps, >= 1
+    batch_size: int = 4  # B relaxed prompts optimised in parallel (independent starts), >= 1
+    learning_rate: float = 10.0  # SGD lr, > 0 (ADC's; gradients w.r.t. simplex entries are small)
+    momentum: float = 0.99  # SGD momentum, in [0, 1)
+    support_max: int = 100  # s_max: entries kept per row when every target token is wrong, >= 1 (capped at V)
+    init_std: float = 1.0  # std of the N(0, std^2) logits whose softmax is the start, >= 0 (0: uniform)
+    eval_every: int = 10  # steps between greedy evaluations of argmax X of the lowest-loss prompt, >= 1
+    compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "learning_rate", "support_max", "eval_every"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ADCConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"ADCConfig.momentum must be in [0, 1), got {self.momentum}")
+        if not self.init_std >= 0:
+            raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
+        if self.compute_dtype not in DTYPES:
+            raise ValueError(f"ADCConfig.compute_dtype must be one of {sorted(DTYPES)}, got {self.compute_dtype!r}")
+
+
+def support_size(wrong: torch.Tensor, target_length: int, support_max: int) -> torch.Tensor:
+    """Entries kept per row, per prompt: wrong (B,) counts in 0..T -> s (B,) long, s = round(s_max ** (w / T)).
+
+    s_max at w = T, exactly 1 at w = 0 (s_max ** 0), and geometric in between: each wrong token multiplies
+    the support by s_max ** (1 / T), so the relaxation tightens fastest as the last tokens come right."""
+    exponent = wrong.to(torch.float64) / target_length  # (B,)
+    return torch.round(float(support_max) ** exponent).clamp_min(1).long()
+
+
+def project_top_s(x: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """Project rows of x (B, L, V) onto sparse simplex points, s = support[b] (B,) entries per row of prompt b.
+
+    Negatives are clamped to 0, each row keeps its s largest entries and is renormalised to sum 1; a row
+    with no positive entry kept becomes one-hot at its argmax. s = 1 gives one-hot rows."""
+    vocab = x.shape[-1]
+    clamped = x.clamp_min(0)  # (B, L, V)
+    kept_count = int(min(int(support.max()), vocab))
+    values, index = clamped.topk(kept_count, dim=-1)  # (B, L, k)
+    keep = torch.arange(kept_count, device=x.device) < support.view(-1, 1, 1)  # (B, 1, k)
+    kept = torch.zeros_like(x).scatter_(-1, index, values * keep)  # (B, L, V)
+    mass = kept.sum(-1, keepdim=True)  # (B, L, 1)
+    one_hot = F.one_hot(x.argmax(-1), vocab).to(x.dtype)  # (B, L, V)
+    return torch.where(mass > 0, kept / mass.clamp_min(torch.finfo(x.dtype).tiny), one_hot)
+
+
+def is_one_hot(x: torch.Tensor) -> torch.Tensor:
+    """(B,) True where every row of x (B, L, V) holds exactly one nonzero entry (then it is 1: rows sum to 1)."""
+    return ((x != 0).sum(-1) == 1).all(-1)
+
+
+@register_method("adc")
+class ADC(ConfiguredMethod):
+    """ADC-style relaxation: momentum SGD on simplex rows, projected to an adaptive top-s support each step."""
+
+    name = "adc"
+    config_class = ADCConfig
+
+    def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
+        """Optimise X until exact match or the budget; return the best discrete prompt judged."""
+        cfg, lm, run = self.config, problem.lm, self.harness(problem, budget, tracker)
+        objective = TargetCE()
+        target = run.context.target_tensor(lm.device)  # (T,)
+        shape = (cfg.batch_size, problem.prompt_length, lm.prompt_vocab_size)
+        # A random start, not uniform: from the uniform point every prompt gets the same gradient, so the B
+        # parallel prompts would stay identical.
+        logits = cfg.init_std * torch.randn(shape, generator=run.generator, device=lm.device)  # (B, L, V)
+        relaxed = torch.softmax(logits, dim=-1).requires_grad_(True)  # (B, L, V)
+        optimizer = torch.optim.SGD([relaxed], lr=cfg.learning_rate, momentum=cfg.momentum)
+        best_prompt = relaxed[0].detach().argmax(-1)  # (L,)
+        for step in run.steps():
+            with lm.compute(cfg.compute_dtype):
+                losses, predictions = objective.loss_and_predictions(lm, relaxed, run.context)  # (B,), (B, T)
+            loss = losses.mean()
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"ADC loss is {loss.item()} at step {step}; lower learning_rate")
+            # Before the update: the prompts this forward saw, and which of them were discrete.
+            prompts = relaxed.detach().argmax(-1)  # (B, L)
+            hits = is_one_hot(relaxed.detach()) & (predictions == target).all(-1)  # (B,)
+            wrong = (predictions != target).sum(-1)  # (B,)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            support = support_size(wrong, int(target.numel()), cfg.support_max)  # (B,)
+            with torch.no_grad():
+                relaxed.copy_(project_top_s(relaxed, support))
+            best_prompt = prompts[int(losses.detach().argmin())]  # (L,)
+            run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
+                     "relax/support_mean": support.float().mean().item()})
+            if hits.any():
+                run.evaluate_many(prompts[hits])
+            elif step % cfg.eval_every == 0 or step == run.max_steps:
+                run.evaluate(best_prompt)
+        return run.result(self.name, cfg, final=best_prompt)
+
+
+def adc_default() -> ADCConfig:
+    """ADC's optimiser (SGD lr 10, momentum 0.99), s_max 100, four parallel prompts, 2000 steps."""
+    return ADCConfig()
