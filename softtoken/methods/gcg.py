@@ -17,7 +17,7 @@ nanoGCG's documented config (peers.md §1.1); `gcg_paper_lmi()` follows the DLMI
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -326,3 +326,13 @@ def gcg_fast() -> GCGConfig:
     Against nanoGCG's width 512 / top-256 in float32 it takes ~10x more steps per second on this CPU;
     the float32 judge still decides success, so bf16 can only cost a missed hit, never a false one."""
     return GCGConfig(search_width=64, topk=32, candidate_batch_size=64, distinct_swaps=True, compute_dtype="bfloat16")
+
+
+def gcg_combo() -> GCGConfig:
+    """`gcg-fast` with the search levers that won the natural-set screen (docs/benchmarks.md §6): each
+    position's top-32 holds the model's own 8 likeliest next tokens (fluent, BEAST-style proposals), the
+    gradient is averaged over steps (momentum 0.5), the best improving swaps are also tried together (up to
+    5 at once), a stalled search restarts after 40 steps, and candidates are scored from the current
+    prompt's cached prefix."""
+    return replace(gcg_fast(), model_proposals=8, combine_swaps=4, proposal_momentum=0.5, restart_patience=40,
+                   prefix_cache=True)
