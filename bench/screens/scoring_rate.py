@@ -2,7 +2,8 @@
 CPU's bf16 matmul peak (docs/benchmarks.md §6, "physical limit").
 
 Scores the same 64 distinct single-swap candidates of a 10-token prompt on a 10-token target as
-`gcg-fast` does (bf16 autocast, one batch), `--repeats` times each way, one thread by default. The FLOPs
+`gcg-fast` does (bf16 autocast), `--repeats` times each way: in one batch of 64, and from the prefix
+cache in sorted chunks of 64, 32 and 16 candidates; one thread by default. The FLOPs
 of one candidate are 2 x (decoder parameters x positions through the decoder + LM-head parameters x T);
 the peak is a (1216 x 576) @ (576 x 1536) bf16 matmul, the shape of a decoder MLP at this batch.
 
@@ -55,15 +56,15 @@ def main() -> None:
     head = lm.model.get_output_embeddings().weight.numel()
     peak = matmul_peak(64 * (10 + len(target) - 1))
     print(f"threads {args.threads}; bf16 matmul peak {peak:.0f} GFLOP/s; decoder {decoder / 1e6:.1f}M, head {head / 1e6:.1f}M")
-    for prefix in (False, True):
-        method = GCG(replace(gcg_fast(), prefix_cache=prefix))
+    for prefix, chunk in ((False, 64), (True, 64), (True, 32), (True, 16)):
+        method = GCG(replace(gcg_fast(), prefix_cache=prefix, candidate_batch_size=chunk))
         run = method.harness(problem, Budget(steps=1))
         before = lm.tokens.forward
         elapsed = seconds(lambda: method._score(run, method.objective(), candidates, current), args.repeats)
         positions = (lm.tokens.forward - before) / (args.repeats + 1) / candidates.shape[0]
         flops = 2 * (decoder * positions + head * len(target))
         rate = candidates.shape[0] / elapsed
-        print(f"prefix_cache={prefix!s:5}: {rate:6.1f} candidates/s, {positions:5.1f} positions each, "
+        print(f"prefix_cache={prefix!s:5} chunk {chunk:2d}: {rate:6.1f} candidates/s, {positions:5.1f} positions each, "
               f"{rate * flops / 1e9:5.0f} GFLOP/s = {rate * flops / 1e9 / peak:.2f} of the matmul peak")
 
 

@@ -189,7 +189,8 @@ class GCG(ConfiguredMethod):
             proposal, memory = self._proposal(run, current, grad, memory)  # (L, V)
             candidates = self._candidates(lm, current, proposal, run.generator)  # (N, L)
             losses, exact = self._score(run, objective, candidates, current)
-            combined = combined_swaps(current, candidates, losses, current_loss, cfg.combine_swaps)  # (k, L)
+            combined = self._filtered(lm, combined_swaps(current, candidates, losses, current_loss,
+                                                         cfg.combine_swaps))  # (k, L)
             if combined.shape[0]:
                 extra_losses, extra_exact = self._score(run, objective, combined, current)
                 candidates, losses = torch.cat([candidates, combined]), torch.cat([losses, extra_losses])
@@ -268,11 +269,15 @@ class GCG(ConfiguredMethod):
                                        n_replace=cfg.n_replace, generator=generator, distinct=cfg.distinct_swaps)
         if not cfg.filter_ids:
             return candidates
-        kept = candidates[roundtrip_mask(lm, candidates)]
+        kept = self._filtered(lm, candidates)
         if kept.shape[0] == 0:
             raise RuntimeError("GCG: no candidate survives decode -> re-encode; set filter_ids=False "
                                "or change init_strategy")
         return kept
+
+    def _filtered(self, lm: SoftLM, candidates: torch.Tensor) -> torch.Tensor:
+        """The candidates (N, L) that survive decode -> re-encode, when `filter_ids` asks for it."""
+        return candidates[roundtrip_mask(lm, candidates)] if self.config.filter_ids and candidates.shape[0] else candidates
 
     @torch.no_grad()
     def _score(self, run: RunHarness, objective: TargetCE, candidates: torch.Tensor,
@@ -292,23 +297,24 @@ class GCG(ConfiguredMethod):
 
     def _score_after_prefix(self, run: RunHarness, objective: TargetCE, candidates: torch.Tensor,
                             current: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Candidates grouped by their first changed position p; each group runs only positions p.. ."""
+        """Candidates sorted by their first changed position, in chunks of `candidate_batch_size`; each chunk
+        runs only from its smallest first changed position p on. Chunks, not one pass per p: a pass of a
+        few candidates wastes more on small matmuls and per-call overhead than the shorter prefix saves."""
         lm = run.lm
         cache = lm.prefix_cache(lm.embed_ids(lm.to_model_ids(current))[None])
         changed = candidates != current  # (N, L)
         first = torch.where(changed.any(-1), changed.float().argmax(-1), current.numel() - 1)  # (N,)
         losses = torch.empty(candidates.shape[0], device=lm.device)
         exact = torch.empty(candidates.shape[0], dtype=torch.bool, device=lm.device)
-        for position in first.unique().tolist():
-            rows = (first == position).nonzero().flatten()
-            for chunk in rows.split(self.config.candidate_batch_size):
-                suffix = lm.embed_ids(lm.to_model_ids(candidates[chunk, position:]))  # (n, L-p, D)
-                if position == 0:
-                    logits = lm.teacher_forced_logits(suffix, target)
-                else:
-                    logits = lm.teacher_forced_logits_after(cache, position, suffix, target)  # (n, T, V_out)
-                losses[chunk] = objective.reduce(logits, target)
-                exact[chunk] = (logits.argmax(-1) == target).all(-1)
+        for chunk in first.argsort(stable=True).split(self.config.candidate_batch_size):
+            position = int(first[chunk].min())
+            suffix = lm.embed_ids(lm.to_model_ids(candidates[chunk, position:]))  # (n, L-p, D)
+            if position == 0:
+                logits = lm.teacher_forced_logits(suffix, target)
+            else:
+                logits = lm.teacher_forced_logits_after(cache, position, suffix, target)  # (n, T, V_out)
+            losses[chunk] = objective.reduce(logits, target)
+            exact[chunk] = (logits.argmax(-1) == target).all(-1)
         return losses, exact
 
 

@@ -114,6 +114,24 @@ class _NeedsTarget(Objective):
         return target_loss(logits, target, token_loss=self.token_loss, reduction=self.reduction,
                            alpha=self.mellowmax_alpha)
 
+    def loss(self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
+        return self.loss_and_predictions(lm, probs, context)[0]
+
+    def loss_and_predictions(
+        self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._score(lm, lm.embed_probs(probs), context)
+
+    def hard_loss_and_predictions(
+        self, lm: SoftLM, index: torch.Tensor, context: ObjectiveContext
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._score(lm, lm.embed_ids(lm.to_model_ids(index)), context)
+
+    def _score(self, lm: SoftLM, embeds: torch.Tensor, context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss (B,) and argmax predictions (B, T) of prompt embeddings (B, L, D): relaxed and hard prompts
+        differ only in how they are embedded."""
+        raise NotImplementedError
+
     def check(self, lm: SoftLM, context: ObjectiveContext) -> None:
         if not context.target_ids:
             raise ValueError(f"objective {self.label!r} needs ObjectiveContext.target_ids, got none")
@@ -128,19 +146,6 @@ class TargetCE(_NeedsTarget):
     """Teacher-forced target cross-entropy."""
 
     label: str = "target"
-
-    def loss(self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
-        return self.loss_and_predictions(lm, probs, context)[0]
-
-    def loss_and_predictions(
-        self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._score(lm, lm.embed_probs(probs), context)
-
-    def hard_loss_and_predictions(
-        self, lm: SoftLM, index: torch.Tensor, context: ObjectiveContext
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._score(lm, lm.embed_ids(lm.to_model_ids(index)), context)
 
     def _score(self, lm: SoftLM, embeds: torch.Tensor, context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
         target = context.target_tensor(lm.device)
@@ -164,19 +169,6 @@ class FreeRunningTargetCE(_NeedsTarget):
             raise ValueError(f"FreeRunningTargetCE.feedback must be one of {FEEDBACKS}, got {self.feedback!r}")
         if not self.feedback_temperature > 0:
             raise ValueError(f"FreeRunningTargetCE.feedback_temperature must be > 0, got {self.feedback_temperature}")
-
-    def loss(self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
-        return self.loss_and_predictions(lm, probs, context)[0]
-
-    def loss_and_predictions(
-        self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._score(lm, lm.embed_probs(probs), context)
-
-    def hard_loss_and_predictions(
-        self, lm: SoftLM, index: torch.Tensor, context: ObjectiveContext
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._score(lm, lm.embed_ids(lm.to_model_ids(index)), context)
 
     def _score(self, lm: SoftLM, embeds: torch.Tensor, context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
         target = context.target_tensor(lm.device)

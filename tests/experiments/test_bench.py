@@ -17,8 +17,9 @@ def test_cpu_small_bench_spec_is_the_advertised_setup():
     assert dict(spec.dataset.generate) == {"k_min": 1, "k_max": 6, "k_step": 5, "num_samples": 3, "max_length": 10,
                                            "noise_factor": 1.0, "seed": 42}
     labels = [m.label for m in spec.methods]
-    assert labels == ["dlmi-paper", "gbda", "reinforce", "soda", "gcg", "engine-anneal", "gcg-fast"]
-    assert [m.preset for m in spec.methods][-2:] == ["anneal", "gcg-fast"]
+    assert labels == ["dlmi-paper", "gbda", "reinforce", "soda", "gcg", "engine-anneal", "gcg-fast", "relax-then-gcg",
+                      "pez", "adc", "gcg-combo"]
+    assert [m.preset for m in spec.methods][-5:] == ["gcg-fast", "relax-then-gcg", "pez", "adc", "gcg-combo"]
 
 
 def test_bench_spec_rejects_per_method_budgets_and_unknown_labels(tmp_path):
