@@ -339,6 +339,7 @@ def gcg_combo() -> GCGConfig:
     position's top-32 holds the model's own 8 likeliest next tokens (fluent, BEAST-style proposals), the
     gradient is averaged over steps (momentum 0.5), the best improving swaps are also tried together (up to
     5 at once), a stalled search restarts after 40 steps, and candidates are scored from the current
-    prompt's cached prefix."""
+    prompt's cached prefix in sorted chunks of 16 (+8 % candidates per second on one thread,
+    `bench/screens/scoring_rate.py`; the benchmark in §6 ran the earlier one-pass-per-position form)."""
     return replace(gcg_fast(), model_proposals=8, combine_swaps=4, proposal_momentum=0.5, restart_patience=40,
-                   prefix_cache=True)
+                   prefix_cache=True, candidate_batch_size=16)
