@@ -28,6 +28,7 @@ from softtoken.lm.loading import DTYPES
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod
 from softtoken.objectives import TargetCE
+from softtoken.relax import initial_logits
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,7 +101,7 @@ class ADC(ConfiguredMethod):
         shape = (cfg.batch_size, problem.prompt_length, lm.prompt_vocab_size)
         # A random start, not uniform: from the uniform point every prompt gets the same gradient, so the B
         # parallel prompts would stay identical.
-        logits = cfg.init_std * torch.randn(shape, generator=run.generator, device=lm.device)  # (B, L, V)
+        logits = initial_logits(shape, std=cfg.init_std, generator=run.generator, device=lm.device)  # (B, L, V)
         relaxed = torch.softmax(logits, dim=-1).requires_grad_(True)  # (B, L, V)
         optimizer = torch.optim.SGD([relaxed], lr=cfg.learning_rate, momentum=cfg.momentum)
         best_prompt = relaxed[0].detach().argmax(-1)  # (L,)

@@ -284,7 +284,7 @@ class GCG(ConfiguredMethod):
                current: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L), in batches; with
         `prefix_cache` and the `current` prompt (L,) they share, from its cached keys and values."""
-        target = torch.tensor(run.problem.target_ids, device=run.lm.device)
+        target = run.context.target_tensor(run.lm.device)  # (T,)
         with run.lm.compute(self.config.compute_dtype):
             if self.config.prefix_cache and current is not None:
                 return self._score_after_prefix(run, objective, candidates, current, target)
