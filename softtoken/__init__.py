@@ -1,6 +1,6 @@
 """softtoken: optimise what goes into a frozen causal language model."""
 
-from softtoken.api import design, invert
+from softtoken.api import design, invert, invert_many, invert_universal
 from softtoken.lm.evaluation import evaluate_prompts
 from softtoken.lm.loading import LoadedModel, load_model
 from softtoken.lm.softlm import SoftLM
@@ -20,6 +20,8 @@ __all__ = [
     "evaluate_prompts",
     "gumbel_noise",
     "invert",
+    "invert_many",
+    "invert_universal",
     "load_model",
     "relax",
 ]

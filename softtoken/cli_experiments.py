@@ -10,11 +10,12 @@ import typer
 
 from softtoken.experiments.backends import WorkerDied
 from softtoken.experiments.spec import SpecError
+from softtoken.experiments.store import StoreInUse
 
 app = typer.Typer(help="Target sets, sweeps, reports and benchmarks.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
-USER_ERRORS = (ValueError, FileNotFoundError, WorkerDied)
+USER_ERRORS = (ValueError, FileNotFoundError, WorkerDied, StoreInUse)
 
 
 def fail(message: str) -> None:

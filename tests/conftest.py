@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+from pathlib import Path
+
 import pytest
 import torch
+
+import softtoken
 
 TINY_WORDS = 60
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
@@ -54,3 +60,37 @@ def tiny_lm(tiny_model, tiny_tokenizer):
     from softtoken.lm.softlm import SoftLM
 
     return SoftLM(tiny_model, tiny_tokenizer)
+
+
+SOFTTOKEN_DIR = str(Path(softtoken.__file__).parent)
+
+
+# Libraries whose deprecated APIs softtoken calls through their own wrappers (nn.Module.__call__, decorators).
+PASS_THROUGH = ("/transformers/", "/torch/", "/warnings.py")
+
+
+def _softtoken_called_it() -> bool:
+    """Whether the warning being shown comes from a call softtoken's own code made: the first frame outside
+    transformers and torch, walking out from the warning, is softtoken's (a warning that another library,
+    e.g. peft, triggers on its own is that library's to fix)."""
+    frame = sys._getframe(2)
+    while frame is not None and any(part in frame.f_code.co_filename for part in PASS_THROUGH):
+        frame = frame.f_back
+    return frame is not None and frame.f_code.co_filename.startswith(SOFTTOKEN_DIR)
+
+
+@pytest.fixture(autouse=True)
+def fail_on_deprecations_from_softtoken(monkeypatch):
+    """CI fails on a DeprecationWarning or FutureWarning raised by a call from softtoken's own code (such as
+    a transformers keyword on its way out); other code's warnings are reported as usual."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, (DeprecationWarning, FutureWarning)) and _softtoken_called_it():
+            raise AssertionError(f"softtoken code triggered {category.__name__}: {message}")
+        warnings._showwarnmsg_impl(warnings.WarningMessage(message, category, filename, lineno, file, line))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DeprecationWarning)
+        warnings.simplefilter("always", FutureWarning)
+        monkeypatch.setattr(warnings, "showwarning", show)
+        yield

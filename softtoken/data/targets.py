@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,10 @@ import torch
 from softtoken.lm.softlm import SoftLM
 
 logger = logging.getLogger(__name__)
+
+
+# The frame options a target may carry (softtoken.lm.frame.build_frame's), with their types.
+CONTEXT_KEYS: dict[str, type] = {"prefix": str, "suffix": str, "template": str, "chat": bool, "system": str}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,8 +36,16 @@ class Target:
     ids: tuple[int, ...] | None = None  # None: tokenise `text` with the model in use
     k: int | None = None  # rank-k difficulty (reference `k_target`)
     prompt_ids: tuple[int, ...] | None = None  # ground-truth prompt of a prompt-reconstruction set
+    context: Mapping[str, Any] = field(default_factory=dict)  # this target's own frame options (CONTEXT_KEYS)
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.context) - set(CONTEXT_KEYS))
+        if unknown:
+            raise ValueError(f"Target {self.id!r}: unknown context key(s) {unknown}; valid: {list(CONTEXT_KEYS)}")
+        for key, value in self.context.items():
+            if not isinstance(value, CONTEXT_KEYS[key]):
+                raise ValueError(f"Target {self.id!r}: context {key} must be {CONTEXT_KEYS[key].__name__}, "
+                                 f"got {value!r}")
         if not self.id:
             raise ValueError("Target.id must be a non-empty string")
         if self.ids is not None and len(self.ids) == 0:
@@ -43,12 +55,12 @@ class Target:
 
     def resolve_ids(self, lm: SoftLM) -> tuple[int, ...]:
         """The ids to invert: stored ids when present, else the model's tokenisation of the text."""
-        return self.ids if self.ids is not None else tuple(lm.encode(self.text))
+        return self.ids if self.ids is not None else lm.encode_target(self.text)
 
     def to_dict(self) -> dict[str, Any]:
         data = {"id": self.id, "text": self.text, "ids": _as_list(self.ids), "k": self.k,
                 "prompt_ids": _as_list(self.prompt_ids)}
-        return data
+        return data | dict(self.context)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Target:
@@ -57,7 +69,8 @@ class Target:
         prompt = data.get("prompt_ids", data.get("ground_truth_prompt_tokens"))
         k = data.get("k", data.get("k_target"))
         return cls(id=str(data["id"]), text=str(data.get("text") or ""), ids=_as_tuple(ids),
-                   k=None if k is None else int(k), prompt_ids=_as_tuple(prompt))
+                   k=None if k is None else int(k), prompt_ids=_as_tuple(prompt),
+                   context={key: data[key] for key in CONTEXT_KEYS if data.get(key) is not None})
 
 
 def _as_list(ids: Sequence[int] | None) -> list[int] | None:
@@ -85,6 +98,13 @@ class TargetSet:
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def with_context(self, defaults: Mapping[str, Any]) -> TargetSet:
+        """Every target with `defaults` under its own context fields (its own win)."""
+        if not defaults:
+            return self
+        targets = tuple(replace(t, context={**defaults, **t.context}) for t in self.targets)
+        return TargetSet(targets=targets, metadata=self.metadata)
 
     def select(self, ids: Sequence[str] | None = None, limit: int | None = None) -> TargetSet:
         """Keep the named targets (in the given order) and/or the first `limit` ones."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from softtoken.configcheck import as_tuple, check_keys, check_types, from_mapping
 from softtoken.engine.gradients import MERGERS, NORM_ALIGNMENTS, NORMALIZATIONS
 from softtoken.engine.optimizers import OptimizerConfig
 from softtoken.engine.schedules import Ramp
@@ -32,6 +33,7 @@ class WeightSchedule:
     ramp: Ramp  # weight values, both endpoints >= 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         if not self.label:
             raise ValueError(f"WeightSchedule.label must be non-empty, got {self.label!r}")
         self.ramp.within(f"WeightSchedule({self.label!r}).ramp", 0.0, math.inf)
@@ -46,6 +48,7 @@ class PositionBias:
     value: float = 10.0  # logit offset, finite
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.position < 0:
             raise ValueError(f"PositionBias.position must be >= 0, got {self.position}")
         if not math.isfinite(self.value):
@@ -95,6 +98,7 @@ class StageConfig:
     compile_model: bool = False  # decoder layers through torch.compile: the first step pays ~30 s here (docs/engine.md)
 
     def __post_init__(self) -> None:
+        check_types(self)
         self._check_numbers()
         self._check_choices()
         self._check_positions()
@@ -105,22 +109,19 @@ class StageConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StageConfig:
-        """Inverse of to_dict; unknown keys raise, listing the valid ones."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown StageConfig fields {unknown}; valid: {sorted(names)}")
+        """Inverse of to_dict; unknown keys and ill-formed values raise one line naming them."""
+        check_keys(cls, data, "StageConfig")
         values = dict(data)
         for name in ("soft", "hard", "temperature"):
             if name in values:
-                values[name] = Ramp(**values[name])
+                values[name] = from_mapping(Ramp, values[name], f"StageConfig.{name}")
         if "optimizer" in values:
-            values["optimizer"] = OptimizerConfig(**values["optimizer"])
+            values["optimizer"] = from_mapping(OptimizerConfig, values["optimizer"], "StageConfig.optimizer")
         values["weight_schedules"] = tuple(
-            WeightSchedule(label=w["label"], ramp=Ramp(**w["ramp"])) for w in values.get("weight_schedules", ())
-        )
-        values["sequence_bias"] = tuple(PositionBias(**b) for b in values.get("sequence_bias", ()))
-        values["fixed_positions"] = tuple(values.get("fixed_positions", ()))
+            _weight_schedule(w) for w in as_tuple(values.get("weight_schedules", ()), "StageConfig.weight_schedules"))
+        values["sequence_bias"] = tuple(from_mapping(PositionBias, b, "StageConfig.sequence_bias")
+                                        for b in as_tuple(values.get("sequence_bias", ()), "StageConfig.sequence_bias"))
+        values["fixed_positions"] = as_tuple(values.get("fixed_positions", ()), "StageConfig.fixed_positions")
         return cls(**values)
 
     def _check_numbers(self) -> None:
@@ -173,3 +174,9 @@ class StageConfig:
         outside = sorted(p for p in used if p >= self.prompt_length)
         if outside:
             raise ValueError(f"StageConfig: positions {outside} are outside prompt_length={self.prompt_length}")
+
+
+def _weight_schedule(data: Any) -> WeightSchedule:
+    check_keys(WeightSchedule, data, "StageConfig.weight_schedules")
+    ramp = from_mapping(Ramp, data["ramp"], "StageConfig.weight_schedules.ramp")
+    return WeightSchedule(label=data["label"], ramp=ramp)

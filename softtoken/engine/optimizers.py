@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from softtoken.configcheck import check_types
+
 UPDATE_RULES: dict[str, type[UpdateRule]] = {}
 
 
@@ -29,6 +31,7 @@ class OptimizerConfig:
     eps: float = 1e-8  # added to sqrt(v_hat), > 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.kind not in UPDATE_RULES:
             raise ValueError(f"OptimizerConfig.kind must be one of {sorted(UPDATE_RULES)}, got {self.kind!r}")
         for name in ("beta1", "beta2"):

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from softtoken.configcheck import check_types
 from softtoken.engine.config import StageConfig
 from softtoken.engine.stage import Monitor, StageResult, run_stage
 from softtoken.metrics.tracking import Tracker
@@ -31,6 +32,7 @@ class Stage:
     objectives: tuple[Objective, ...]
 
     def __post_init__(self) -> None:
+        check_types(self)
         if not self.objectives:
             raise ValueError("Stage.objectives must hold at least one objective, got ()")
 
@@ -49,6 +51,8 @@ class ProgramResult:
 
 def stage_from_dict(data: Mapping[str, Any], default_objectives: Sequence[Objective] = ()) -> Stage:
     """A stage from plain values: StageConfig fields plus `objectives: [{name: ..., ...}, ...]`."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"a stage must be a mapping of StageConfig fields and 'objectives', got {data!r}")
     values = dict(data)
     specs = values.pop("objectives", None)
     objectives = tuple(build_objective(spec) for spec in specs) if specs else tuple(default_objectives)

@@ -14,6 +14,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from softtoken.configcheck import check_types
+
 Schedule = Callable[[int, int], float]  # (step, total) -> value
 ScheduleFactory = Callable[[float, float], Schedule]  # (start, end) -> schedule
 
@@ -106,6 +108,7 @@ class Ramp:
     schedule: str = "linear"  # a key of SCHEDULES
 
     def __post_init__(self) -> None:
+        check_types(self)
         get_schedule(self.schedule)(self.start, self.end)  # raises on arguments the schedule rejects
 
     @classmethod

@@ -6,8 +6,14 @@ results look the same whichever backend produced them.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +27,36 @@ logger = logging.getLogger(__name__)
 
 class WorkerDied(RuntimeError):
     """A local worker process died; the sweep stops and can be resumed."""
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the sweep process dies, even by SIGKILL.
+
+    An orphaned worker keeps its model (hundreds of MB) and blocks forever on a queue nobody reads; it
+    also holds the multiprocessing resource tracker's pipe open, so the tracker lives on with it. On
+    Linux the kernel kills the worker when the thread that started it ends (the thread that first
+    iterates `LocalBackend.run`, i.e. the one driving the sweep); elsewhere a thread polls."""
+    if sys.platform != "linux" or not _arm_parent_death_signal():
+        threading.Thread(target=_poll_parent, args=(parent,), daemon=True, name="exit-with-parent").start()
+    if os.getppid() != parent:  # the parent died before the worker got here
+        os._exit(1)
+
+
+def _arm_parent_death_signal() -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+        return True
+    logger.warning("prctl(PR_SET_PDEATHSIG) failed (%s); polling the parent instead", os.strerror(ctypes.get_errno()))
+    return False
+
+
+def _poll_parent(parent: int) -> None:
+    while os.getppid() == parent:  # an orphan is re-parented, so its parent pid changes
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _one_thread_unless_set(tasks: Sequence[RunTask]) -> list[RunTask]:
@@ -45,7 +81,8 @@ class LocalBackend:
         tasks = _one_thread_unless_set(tasks)
         # spawn, not fork: forking a process that already holds torch threads can deadlock.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(execute_task, task.to_dict()): task for task in tasks}
             for finished, future in enumerate(as_completed(futures)):
                 try:

@@ -3,7 +3,7 @@
 Counting rules (see dlmi-reference.md §8.2 for the bias they avoid):
 - every finished run counts, early-stopped ones included; a run's *best* value is the method's returned
   (best discrete prompt) score and its *final* value the last discrete evaluation in its history;
-- per-step curves carry an early-stopped run's last value forward instead of dropping the run;
+- curves carry an early-stopped run's last value forward instead of dropping the run (plots.py);
 - mean ± stderr is over seeds: the mean over targets within each seed, then mean and standard error
   of those per-seed means; failed runs are listed and counted, not scored.
 """
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from softtoken.experiments.plots import RunCurves, run_curves, write_figures
 from softtoken.experiments.store import RunStore
 
 
@@ -81,17 +82,17 @@ def _row(record: dict[str, Any], history: dict[str, list]) -> RunRow:
     )
 
 
-def load_runs(store: RunStore) -> tuple[list[RunRow], list[dict[str, Any]], dict[str, list[dict]]]:
-    """(rows of ok runs, failed records, histories by label) from the latest record of each key."""
-    rows, failed, histories = [], [], defaultdict(list)
+def load_runs(store: RunStore) -> tuple[list[RunRow], list[dict[str, Any]], list[RunCurves]]:
+    """(rows of ok runs, failed records, curves of ok runs) from the latest record of each key."""
+    rows, failed, curves = [], [], []
     for record in store.latest().values():
         if record.get("status") != "ok":
             failed.append(record)
             continue
         history = store.history(record)
         rows.append(_row(record, history))
-        histories[display_label(record)].append(history)
-    return rows, failed, dict(histories)
+        curves.append(run_curves(display_label(record), record["result"], history))
+    return rows, failed, curves
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -303,14 +304,12 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
     if not store.results.is_file():
         raise FileNotFoundError(f"no {store.results.name} in {str(run_dir)!r}: not a sweep directory")
     out_dir = Path(out_dir) if out_dir is not None else run_dir
-    rows, failed, histories = load_runs(store)
+    rows, failed, curves = load_runs(store)
     summary = summarize(rows)
     pictures = {}
     if figures and rows:
-        from softtoken.experiments.plots import write_figures  # matplotlib is optional
-
         pictures = {alt: str(path.relative_to(out_dir)) for alt, path in
-                    write_figures(summary, histories, out_dir / "figures").items()}
+                    write_figures(summary, curves, out_dir / "figures").items()}
     title = f"Report: {run_dir.name}"
     blocks = report_blocks(title, summary, failed, pictures)
     paths = {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "latex": out_dir / "table.tex"}

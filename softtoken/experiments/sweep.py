@@ -1,9 +1,10 @@
-"""Run a sweep spec into a run directory: validate, expand, skip finished keys, execute, append."""
+"""Run a sweep spec into a run directory: validate, lock, expand, skip finished keys, execute, append."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from softtoken.data.reconstruction import ReconstructionConfig
 from softtoken.data.targets import RankKConfig
 from softtoken.experiments.files import write_json_atomic
 from softtoken.experiments.runner import (
+    RunTask,
     SweepSummary,
     build_targets,
     cached_lm,
@@ -18,13 +20,13 @@ from softtoken.experiments.runner import (
     expand_tasks,
     pending_tasks,
 )
-from softtoken.experiments.spec import SpecError, SweepSpec, resolve_points
+from softtoken.experiments.spec import ConfigPoint, SpecError, SweepSpec, resolve_points
 from softtoken.experiments.store import RunStore
 
 logger = logging.getLogger(__name__)
 
 
-def validate(spec: SweepSpec) -> list:
+def validate(spec: SweepSpec) -> list[ConfigPoint]:
     """Every grid point, the model path and the dataset file; one SpecError lists all problems."""
     errors = []
     model = spec.model
@@ -57,12 +59,12 @@ def _dataset_config_errors(spec: SweepSpec) -> list[str]:
     return errors
 
 
-def prepare(spec: SweepSpec, run_dir: Path, *, threads: int | None = None):
-    """Validate every grid point, build the targets and return (store, all tasks); nothing runs yet."""
-    points = validate(spec)
-    store = RunStore(run_dir)
-    store.open_for_writing()
+def prepare(spec: SweepSpec, points: Sequence[ConfigPoint], store: RunStore, *,
+            threads: int | None = None) -> list[RunTask]:
+    """Build the targets, save the spec and return all tasks of validated `points`; nothing runs yet.
 
+    The caller holds the store for writing (`RunStore.writing`)."""
+    run_dir = store.root
     targets = build_targets(spec, run_dir, lambda: cached_lm(spec.model, spec.device, spec.dtype))
     tasks = expand_tasks(spec, points, targets, threads=threads)
     resolved = json.loads(json.dumps(asdict(spec), default=list))
@@ -71,17 +73,20 @@ def prepare(spec: SweepSpec, run_dir: Path, *, threads: int | None = None):
         logger.warning("%s: the spec differs from the one this directory was run with; the store will hold "
                        "runs of both (their keys differ where the configs differ)", run_dir)
     write_json_atomic(saved, resolved)
-    return store, tasks
+    return tasks
 
 
 def run_sweep(spec: SweepSpec, run_dir: str | Path, backend, *, retry_failed: bool = False, progress: bool = True,
               threads: int | None = None) -> SweepSummary:
-    """Execute every run of `spec` not yet in `run_dir`; safe to call again after a kill."""
-    run_dir = Path(run_dir)
-    store, tasks = prepare(spec, run_dir, threads=threads)
-    todo = pending_tasks(tasks, store, retry_failed=retry_failed)
-    logger.info("%d runs, %d already finished, %d to run", len(tasks), len(tasks) - len(todo), len(todo))
-    return drive(todo, store, backend.run(todo), total=len(tasks), progress=progress)
+    """Execute every run of `spec` not yet in `run_dir`; safe to call again after a kill.
+
+    Raises StoreInUse, having written nothing, when another sweep is writing `run_dir`."""
+    points = validate(spec)  # before the lock: an invalid spec leaves no trace
+    with RunStore(run_dir).writing() as store:
+        tasks = prepare(spec, points, store, threads=threads)
+        todo = pending_tasks(tasks, store, retry_failed=retry_failed)
+        logger.info("%d runs, %d already finished, %d to run", len(tasks), len(tasks) - len(todo), len(todo))
+        return drive(todo, store, backend.run(todo), total=len(tasks), progress=progress)
 
 
 def with_overrides(spec: SweepSpec, *, model: str | None = None, dataset_path: str | None = None) -> SweepSpec:

@@ -1,7 +1,8 @@
 """Checkpoints without pickles: trainable tensors and optimiser state as safetensors, the rest as JSON.
 
 Layout of a run directory:
-  config.json                   resolved options (written once, checked on resume)
+  config.json                   resolved options, model and data fingerprints (written once; provenance.py)
+  metrics.jsonl                 one line per step; a resume first drops what followed its checkpoint
   checkpoints/step_000400/      model.safetensors, optimizer.safetensors, optimizer.json, state.json
   final/                        exported model: HF safetensors (LoRA merged), tokenizer, latent.*
 """
@@ -110,9 +111,10 @@ def export_model(directory: Path, model: LatentLM, tokenizer: Any) -> Path:
     return directory
 
 
-def load_latent_model(name_or_path: str | None, settings: LatentSettings | None = None) -> tuple[LatentLM, Any]:
-    """A frozen LatentLM from an exported directory (latent rows restored) or any base model (fresh rows).
-    `settings` overrides the saved ones where given."""
+def load_latent_model(name_or_path: str | None, settings: LatentSettings | None = None,
+                      seed: int = 0) -> tuple[LatentLM, Any]:
+    """A frozen LatentLM from an exported directory (latent rows restored) or any base model (fresh rows,
+    filter drawn from `seed`). `settings` overrides the saved ones where given."""
     from softtoken.lm.loading import load_model
 
     loaded = load_model(name_or_path)
@@ -122,7 +124,11 @@ def load_latent_model(name_or_path: str | None, settings: LatentSettings | None 
     if settings is None:
         settings = config_from_dict(LatentSettings, json.loads((path / "latent.json").read_text())) if saved \
             else LatentSettings()
-    model = LatentLM(loaded.model, ids, settings)
+    # The fresh filter is drawn from the global generator; fork it so a run is a function of its seed
+    # (a rerun, and the model a resume fingerprints, start from the same filter).
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LatentLM(loaded.model, ids, settings)
     if saved:
         state = load_file(str(path / "latent.safetensors"))
         expected = {name for name in dict(model.named_parameters()) if not name.startswith("base.")}

@@ -5,44 +5,65 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
 from softtoken.latent import options as opts
+from softtoken.lm.embedded import EmbeddedModelMissing
 
 app = typer.Typer(help="Adaptive latent reasoning: SFT (CODI), GRPO with a length reward, evaluation.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 logger = logging.getLogger(__name__)
 
 MODEL_HELP = "HF id, local dir (a base model or an exported latent model); omit for the embedded SmolLM2"
 DATA_HELP = "local dir with <split>.jsonl/.json or one file; omit to use the hub (needs `datasets`)"
+USER_ERRORS = (ValueError, OSError, EmbeddedModelMissing)
 
 
-def _resolve(group: str, *option_strings: str | None) -> Any:
-    """Option-string errors become usage errors (exit code 2) with the one-line message."""
+# Kept in sync with: softtoken/cli.py (`fail`); latent may not import the cli layer above it.
+def fail(message: str) -> NoReturn:
+    """One `error:` line on stderr and exit status 2, never a traceback."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Wraps everything a command checks before its first step: a bad input becomes one `error:` line.
+
+    Training itself runs outside, so a bug there still shows its traceback."""
     try:
-        return opts.resolve(group, *option_strings)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
+        yield
+    except USER_ERRORS as err:
+        text = str(err).strip()
+        fail(text.splitlines()[0] if text else type(err).__name__)
 
 
-def _write_config(run_dir: Path, record: dict[str, Any]) -> None:
-    """Write the resolved config; a resumed run must have been started with the same one."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "config.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old["hash"] != record["hash"]:
-            raise typer.BadParameter(f"{run_dir} holds a run with other options (hash {old['hash']}); use a new --out")
-    path.write_text(json.dumps(record, indent=2))
+def _nonempty(option: str, text: str) -> str:
+    """A required option string must set something: alone, the defaults start a full-length run."""
+    if not [token for token in text.split("/") if token]:
+        raise ValueError(f"{option} is empty; give the run's options, e.g. {option} latent_flat_6/steps_1000")
+    return text
 
 
 def _eval_rows(data: str | None, eval_config: opts.EvalConfig) -> list[dict]:
     from softtoken.latent.data import load_rows
 
-    return load_rows(data, eval_config.data_name, eval_config.split)
+    return load_rows(data, eval_config.data_name, eval_config.split, numeric_answers=True)
+
+
+def _claim(out: Path, raw: dict[str, str | None], configs: dict[str, Any], model_fingerprint: str,
+           train_rows: list[dict], val_rows: list[dict]) -> None:
+    """config.json for a new run, or the check that a resume starts from the same options, model and data."""
+    from softtoken.latent.provenance import claim_run_dir, rows_fingerprint
+
+    provenance = {"model": model_fingerprint, "train_data": rows_fingerprint(train_rows),
+                  "eval_data": rows_fingerprint(val_rows)}
+    claim_run_dir(out, {**opts.resolved_record(raw, configs), "provenance": provenance})
 
 
 @app.command("make-data")
@@ -56,9 +77,12 @@ def make_data(
     """Write the seeded synthetic GSM8K-Aug stand-in."""
     from softtoken.latent.data import SyntheticConfig, generate_synthetic, write_jsonl
 
-    for offset, (split, size) in enumerate([("train", train_size), ("validation", val_size), ("test", test_size)]):
-        config = SyntheticConfig(num_examples=size, min_steps=min_steps, max_steps=max_steps, max_operand=max_operand,
-                                 natural_language=natural_language, seed=seed + offset)
+    splits = {"train": train_size, "validation": val_size, "test": test_size}
+    with user_errors():
+        configs = {split: SyntheticConfig(num_examples=size, min_steps=min_steps, max_steps=max_steps,
+                                          max_operand=max_operand, natural_language=natural_language, seed=seed + i)
+                   for i, (split, size) in enumerate(splits.items())}
+    for split, config in configs.items():
         write_jsonl(generate_synthetic(config), out / f"{split}.jsonl")
     typer.echo(f"wrote {train_size}/{val_size}/{test_size} rows to {out}")
 
@@ -86,27 +110,32 @@ def sft(
     from softtoken.latent.checkpoint import load_latent_model
     from softtoken.latent.data import load_rows, prepare_sft_rows
     from softtoken.latent.lora import prepare_trainable
-    from softtoken.latent.sft import train_sft
+    from softtoken.latent.provenance import model_fingerprint
+    from softtoken.latent.sft import build_pairs, train_sft
 
-    configs = {"latent": _resolve("latent", latent), "lora": _resolve("lora", lora),
-               "sft": _resolve("sft", train), "eval": _resolve("eval", val)}
-    raw = {"model": model, "latent": latent, "lora": lora, "train": train, "val": val, "data": data}
-    _write_config(out, opts.resolved_record(raw, configs))
     started = time.time()
-    net, tokenizer = load_latent_model(model, configs["latent"])
-    prepare_trainable(net, configs["lora"], latent_run=configs["sft"].is_latent)
-    rows = prepare_sft_rows(load_rows(data, configs["sft"].data_name, "train"), configs["sft"])
-    summary = train_sft(net, tokenizer, rows, _eval_rows(data, configs["eval"]), configs["sft"], configs["eval"], out)
+    with user_errors():  # every input is read and checked before anything is written
+        configs = {"latent": opts.resolve("latent", latent), "lora": opts.resolve("lora", lora),
+                   "sft": opts.resolve("sft", _nonempty("--train", train)), "eval": opts.resolve("eval", val)}
+        config = configs["sft"]
+        train_rows, val_rows = load_rows(data, config.data_name, "train"), _eval_rows(data, configs["eval"])
+        net, tokenizer = load_latent_model(model, configs["latent"], config.seed)
+        fingerprint = model_fingerprint(net)  # before LoRA wraps and renames the backbone
+        prepare_trainable(net, configs["lora"], latent_run=config.is_latent, seed=config.seed)
+        pairs = build_pairs(prepare_sft_rows(train_rows, config), tokenizer, net, config)
+        raw = {"model": model, "latent": latent, "lora": lora, "train": train, "val": val, "data": data}
+        _claim(out, raw, configs, fingerprint, train_rows, val_rows)
+    summary = train_sft(net, tokenizer, pairs, val_rows, config, configs["eval"], out)
     typer.echo(json.dumps({**summary, "wall_s": round(time.time() - started, 1)}, indent=2))
 
 
 def _grpo_model(model: str | None, config: opts.GrpoConfig) -> str | None:
     if model is not None and config.init_from is not None:
-        raise typer.BadParameter(f"--model {model!r} and model-{config.init_from} both name the start model")
+        raise ValueError(f"--model {model!r} and model-{config.init_from} both name the start model")
     if config.init_from is None:
         return model
     if not Path(config.init_from).is_dir():
-        raise typer.BadParameter(f"model-{config.init_from} names no local directory; pass --model <sft run>/final")
+        raise ValueError(f"model-{config.init_from} names no local directory; pass --model <sft run>/final")
     return config.init_from
 
 
@@ -124,19 +153,25 @@ def grpo(
     """GRPO with the format + correctness + relative-length reward and a KL to the SFT model."""
     from softtoken.latent.checkpoint import load_latent_model
     from softtoken.latent.data import load_rows, prepare_rl_rows
-    from softtoken.latent.grpo import train_grpo
+    from softtoken.latent.grpo import rl_prompts, train_grpo
     from softtoken.latent.lora import prepare_trainable
+    from softtoken.latent.provenance import model_fingerprint
 
-    config = _resolve("grpo", train, grpo_options)
-    configs = {"grpo": config, "lora": _resolve("lora", lora), "eval": _resolve("eval", val)}
-    settings = _resolve("latent", latent) if latent is not None else None
-    raw = {"model": model, "train": train, "grpo": grpo_options, "lora": lora, "latent": latent, "val": val, "data": data}
-    _write_config(out, opts.resolved_record(raw, configs))
     started = time.time()
-    net, tokenizer = load_latent_model(_grpo_model(model, config), settings)
-    prepare_trainable(net, configs["lora"], latent_run=True)
-    rows = prepare_rl_rows(load_rows(data, config.data_name, "train"), config)
-    summary = train_grpo(net, tokenizer, rows, _eval_rows(data, configs["eval"]), config, configs["eval"], out)
+    with user_errors():  # every input is read and checked before anything is written
+        config = opts.resolve("grpo", _nonempty("--train", train), grpo_options)
+        configs = {"grpo": config, "lora": opts.resolve("lora", lora), "eval": opts.resolve("eval", val)}
+        settings = opts.resolve("latent", latent) if latent is not None else None
+        train_rows, val_rows = load_rows(data, config.data_name, "train"), _eval_rows(data, configs["eval"])
+        net, tokenizer = load_latent_model(_grpo_model(model, config), settings, config.seed)
+        configs["latent"] = net.settings  # saved or overridden: what the policy runs with is part of the run
+        fingerprint = model_fingerprint(net)  # before LoRA wraps and renames the backbone
+        prepare_trainable(net, configs["lora"], latent_run=True, seed=config.seed)
+        prompts = rl_prompts(tokenizer, net, prepare_rl_rows(train_rows, config), config)
+        raw = {"model": model, "train": train, "grpo": grpo_options, "lora": lora, "latent": latent, "val": val,
+               "data": data}
+        _claim(out, raw, configs, fingerprint, train_rows, val_rows)
+    summary = train_grpo(net, tokenizer, prompts, val_rows, config, configs["eval"], out)
     typer.echo(json.dumps({**summary, "wall_s": round(time.time() - started, 1)}, indent=2))
 
 
@@ -154,11 +189,13 @@ def eval_command(
     from softtoken.latent.checkpoint import load_latent_model
     from softtoken.latent.evaluate import evaluate
 
-    eval_config = _resolve("eval", val)
-    settings = _resolve("latent", latent) if latent is not None else None
-    net, tokenizer = load_latent_model(model, settings)
+    with user_errors():
+        eval_config = opts.resolve("eval", val)
+        settings = opts.resolve("latent", latent) if latent is not None else None
+        rows = _eval_rows(data, eval_config)
+        net, tokenizer = load_latent_model(model, settings)
     started = time.time()
-    result = evaluate(net, tokenizer, _eval_rows(data, eval_config), eval_config)
+    result = evaluate(net, tokenizer, rows, eval_config)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(asdict(result)))

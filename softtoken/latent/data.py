@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from softtoken.configcheck import check_types
+
 logger = logging.getLogger(__name__)
 
 HUB_NAMES = {"gsm8k-aug": "whyNLP/gsm8k-aug", "gsm8k-aug-nl": "whyNLP/gsm8k-aug-nl"}
@@ -74,6 +76,7 @@ class SyntheticConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         checks = [
             (self.num_examples >= 1, "num_examples", ">= 1"),
             (self.min_steps >= 1, "min_steps", ">= 1"),
@@ -135,26 +138,81 @@ def write_jsonl(rows: list[Row], path: str | Path) -> None:
 # Loading
 
 
-def load_rows(data: str | None, data_name: str, split: str) -> list[Row]:
-    """Rows from a local `<dir>/<split>.jsonl|.json`, a single file, or the hub (needs `datasets`)."""
+ROW_KEYS = ("question", "steps", "answer")
+
+
+def load_rows(data: str | None, data_name: str, split: str, *, numeric_answers: bool = False) -> list[Row]:
+    """Checked rows from a local `<dir>/<split>.jsonl|.json`, a single file, or the hub (needs `datasets`).
+
+    Every row is checked here, before any work, and an error names file and line. Training pipelines
+    drop rows whose answer is not a number; an evaluation split cannot, so it sets `numeric_answers`.
+    """
     if data is None:
-        return _load_hub(data_name, split)
+        rows, where = _load_hub(data_name, split), f"{HUB_NAMES[data_name]} ({split})"
+        checked = [_check_row(row, f"{where} row {i}", numeric_answers) for i, row in enumerate(rows, 1)]
+    else:
+        path = _split_file(data, split)
+        where = str(path)
+        checked = _read_json(path, numeric_answers) if path.suffix == ".json" else _read_jsonl(path, numeric_answers)
+    if not checked:
+        raise ValueError(f"{where} holds no rows")
+    logger.info("loaded %d rows from %s", len(checked), where)
+    return checked
+
+
+def _split_file(data: str, split: str) -> Path:
+    """`<dir>/<split>.jsonl` or `.json` inside a directory, or the file itself."""
     path = Path(data)
     if path.is_dir():
-        candidates = [path / f"{split}.jsonl", path / f"{split}.json"]
-        found = [c for c in candidates if c.is_file()]
+        found = [c for c in (path / f"{split}.jsonl", path / f"{split}.json") if c.is_file()]
         if not found:
             raise ValueError(f"data directory {data!r} has no {split}.jsonl or {split}.json")
-        path = found[0]
+        return found[0]
     if not path.is_file():
         raise ValueError(f"data path not found: {data!r}")
-    text = path.read_text()
-    rows = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
-    logger.info("loaded %d rows from %s", len(rows), path)
-    for row in rows[:1]:
-        if not {"question", "steps", "answer"} <= set(row):
-            raise ValueError(f"rows in {str(path)!r} need question, steps and answer; got keys {sorted(row)}")
+    return path
+
+
+def _read_jsonl(path: Path, numeric_answers: bool) -> list[Row]:
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} line {number}: not valid JSON ({err.msg} at column {err.colno})") from None
+        rows.append(_check_row(row, f"{path} line {number}", numeric_answers))
     return rows
+
+
+def _read_json(path: Path, numeric_answers: bool) -> list[Row]:
+    try:
+        rows = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} line {err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path} must hold a JSON list of rows, got {type(rows).__name__}")
+    return [_check_row(row, f"{path} row {i}", numeric_answers) for i, row in enumerate(rows, 1)]
+
+
+def _check_row(row: Any, where: str, numeric_answers: bool) -> Row:
+    """The row itself if it has the GSM8K-Aug schema, else a ValueError that starts with `where`."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected an object with keys {', '.join(ROW_KEYS)}, got {type(row).__name__}")
+    for key in ROW_KEYS:
+        if key not in row:
+            raise ValueError(f"{where}: missing key {key!r}")
+    if not isinstance(row["question"], str):
+        raise ValueError(f"{where}: 'question' must be a string, got {row['question']!r:.60}")
+    if not (isinstance(row["steps"], list) and all(isinstance(step, str) for step in row["steps"])):
+        raise ValueError(f"{where}: 'steps' must be a list of strings, got {row['steps']!r:.60}")
+    answer = row["answer"]
+    if isinstance(answer, bool) or not isinstance(answer, str | int | float):
+        raise ValueError(f"{where}: 'answer' must be a string or a number, got {answer!r:.60}")
+    if numeric_answers and not valid_answer(row, allow_negative=True):
+        raise ValueError(f"{where}: 'answer' must be a finite number to be scored, got {answer!r:.60}")
+    return row
 
 
 def _load_hub(data_name: str, split: str) -> list[Row]:

@@ -77,19 +77,19 @@ def grpo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, advantages: torch.Tens
     return (per_token * comp_mask).sum() / n_tokens
 
 
-def train_grpo(policy: LatentLM, tokenizer: Any, rows: list[dict], val_rows: list[dict], config: GrpoConfig,
-               eval_config: EvalConfig, run_dir: Path) -> dict:
-    """`policy` must already have its trainable parameters set; the reference is a frozen copy of it."""
+def train_grpo(policy: LatentLM, tokenizer: Any, prompts: list[tuple[list[int], dict]], val_rows: list[dict],
+               config: GrpoConfig, eval_config: EvalConfig, run_dir: Path) -> dict:
+    """`policy` must already have its trainable parameters set; the reference is a frozen copy of it.
+    `prompts` come from `rl_prompts`, so data errors surface before anything is written."""
     run_dir.mkdir(parents=True, exist_ok=True)
     reference = copy.deepcopy(policy).eval()
     for p in reference.parameters():
         p.requires_grad_(False)
-    prompts = rl_prompts(tokenizer, policy, rows, config)
     optimizer = make_optimizer(policy, config.lr, config.weight_decay, False)
     loop = GuardedLoop(run_dir, policy, optimizer, LoopConfig(
         steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, lr_schedule=config.lr_schedule,
         max_grad_norm=config.max_grad_norm, spike_factor=config.spike_factor, max_rollbacks=config.max_rollbacks,
-        save_every=config.save_steps, keep=config.save_limit))
+        save_every=config.save_steps, keep=config.save_limit, seed=config.seed))
     loop.start()
     if config.eval_on_start and loop.state.step == 0:
         loop.log({"step": 0, **evaluate(policy, tokenizer, val_rows, eval_config).summary()})

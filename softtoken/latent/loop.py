@@ -34,6 +34,7 @@ class LoopState:
     skipped: list[int] = field(default_factory=list)
     loss_ema: float | None = None
     good_steps: int = 0
+    log_bytes: int | None = None  # size of metrics.jsonl when saved; None in checkpoints older than this field
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +48,7 @@ class LoopConfig:
     max_rollbacks: int = 5
     save_every: int = 100
     keep: int | None = None  # checkpoints kept; None = all
+    seed: int = 0  # with the step, keys the global generator that dropout draws from
 
 
 def lr_factor(step: int, config: LoopConfig) -> float:
@@ -73,11 +75,32 @@ class GuardedLoop:
         existing = checkpoint_dirs(self.root)
         if existing:
             self.state = LoopState(**load_checkpoint(existing[-1], self.model, self.optimizer))
+            self._truncate_log()
             logger.info("resumed from %s", existing[-1])
         else:
             self.save()
 
+    def _log_size(self) -> int:
+        return self.metrics_path.stat().st_size if self.metrics_path.is_file() else 0
+
+    def _truncate_log(self) -> None:
+        """Drop what a killed run logged after its last checkpoint: the resumed run logs those steps again.
+
+        By size, not by step number: that also drops a half-written last line, a rollback record and
+        GRPO's step-0 evaluation, whose step numbers do not say whether they precede the checkpoint.
+        """
+        size, kept = self._log_size(), self.state.log_bytes
+        if kept is None or size == kept:
+            return
+        if size < kept:
+            logger.warning("%s is shorter than at step %d; it has lost records", self.metrics_path, self.state.step)
+            return
+        with self.metrics_path.open("r+b") as handle:
+            handle.truncate(kept)
+        logger.info("dropped %d bytes of %s logged after step %d", size - kept, self.metrics_path.name, self.state.step)
+
     def save(self) -> None:
+        self.state.log_bytes = self._log_size()
         save_checkpoint(step_dir(self.root, self.state.step), self.model, self.optimizer, asdict(self.state))
         prune_checkpoints(self.root, self.config.keep)
 
@@ -122,7 +145,12 @@ class GuardedLoop:
             lr = self.config.lr * lr_factor(step, self.config) * self.state.lr_scale
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss, metrics = step_fn(step)
+            # Dropout takes no generator, so each step gets the global one reseeded from (seed, step): a
+            # resumed run then replays the masks of an uninterrupted one. The multiplier differs from
+            # the data draws' 100003, so the two streams differ.
+            with torch.random.fork_rng():
+                torch.manual_seed(self.config.seed * 1_000_003 + step)
+                loss, metrics = step_fn(step)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
             reason = self._divergence(loss, grad_norm)
             if reason:

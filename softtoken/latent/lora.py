@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import torch
 
@@ -12,8 +13,9 @@ from softtoken.latent.options import LoraOptions
 logger = logging.getLogger(__name__)
 
 
-def prepare_trainable(model: LatentLM, lora: LoraOptions, *, latent_run: bool) -> LatentLM:
-    """Wrap the backbone with LoRA or unfreeze it; the filter and special rows train in latent runs."""
+def prepare_trainable(model: LatentLM, lora: LoraOptions, *, latent_run: bool, seed: int = 0) -> LatentLM:
+    """Wrap the backbone with LoRA (adapters drawn from `seed`) or unfreeze it; the filter and special
+    rows train in latent runs."""
     if lora.enabled:
         from peft import LoraConfig, get_peft_model
 
@@ -21,7 +23,12 @@ def prepare_trainable(model: LatentLM, lora: LoraOptions, *, latent_run: bool) -
             raise ValueError("a latent run with LoRA needs 'latent_modules_to_save', else the filter never trains")
         config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                             target_modules=list(lora.target_modules))
-        model.base = get_peft_model(model.base, config)
+        # PEFT draws lora_A from the global generator; fork it so the adapters are a function of the seed.
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            torch.manual_seed(seed)
+            # PEFT itself reads transformers' deprecated `is_gradient_checkpointing`; not a call of ours.
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+            model.base = get_peft_model(model.base, config)
         model.lora_wrapped = True
     else:
         for p in model.base.parameters():

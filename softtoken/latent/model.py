@@ -20,6 +20,7 @@ from torch import nn
 
 from softtoken.latent.options import LatentSettings
 from softtoken.latent.tokens import TokenIds
+from softtoken.lm.cache import cache_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +163,8 @@ class LatentLM(nn.Module):
                     raise ValueError("a <|CONTINUE|> needs a previous position")
                 chunk = torch.where(thinking[:, col, None, None], self.filter(h_prev)[:, None], chunk)
             out = self.causal.model(inputs_embeds=chunk, attention_mask=mask[:, : past + end],
-                                    position_ids=positions[:, col:end], past_key_values=cache, use_cache=True,
-                                    output_hidden_states=output_hidden_states)
+                                    position_ids=positions[:, col:end], use_cache=True,
+                                    output_hidden_states=output_hidden_states, **cache_kwargs(self.causal.model, cache))
             hiddens.append(out.last_hidden_state)
             layers.append(out.hidden_states)
             h_prev, col = out.last_hidden_state[:, -1], end

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from softtoken.configcheck import check_types
+
 _NUMBER = r"[0-9][0-9a-zA-Z.+\-]*"
 
 
@@ -71,7 +73,10 @@ def parse_tokens(rules: list[Rule], option_string: str | None, group: str) -> di
             raise ValueError(f"unknown {group} option {token!r}; close: {close or sorted(examples)}")
         if len(matches) > 1:
             raise ValueError(f"{group} option {token!r} is ambiguous between {[m.example for m in matches]}")
-        values = matches[0].build(re.fullmatch(matches[0].pattern, token))
+        try:
+            values = matches[0].build(re.fullmatch(matches[0].pattern, token))
+        except ValueError as err:
+            raise ValueError(f"{group} option {token!r}: {err}") from None
         for name, value in values.items():
             if name in resolved:
                 raise ValueError(f"{group} option {token!r} sets {name}, already set by {resolved[name][1]!r}")
@@ -112,6 +117,7 @@ class LatentSettings:
     max_latent_steps: int = 16  # >= 1; inference forces STOP after this many CONTINUE
 
     def __post_init__(self) -> None:
+        check_types(self)  # first, so a range check never meets a value of the wrong type
         _check(self.filter_mode in FILTER_MODES, "filter_mode", self.filter_mode, f"one of {FILTER_MODES}")
         _check(self.binary_head_temp > 0, "binary_head_temp", self.binary_head_temp, "> 0")
         _check(self.max_latent_steps >= 1, "max_latent_steps", self.max_latent_steps, ">= 1")
@@ -142,6 +148,7 @@ class LoraOptions:
     dropout: float = 0.0  # in [0, 1)
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check(self.r >= 1, "r", self.r, ">= 1")
         _check(self.alpha > 0, "alpha", self.alpha, "> 0")
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
@@ -207,6 +214,7 @@ class SftConfig:
     gc_if_necessary: bool = False  # gradient checkpointing on plain (non-latent) passes
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check(self.data_name in DATA_NAMES, "data_name", self.data_name, f"one of {DATA_NAMES}")
         _check(0 < self.slice_proportion <= 1, "slice_proportion", self.slice_proportion, "in (0, 1]")
         _check(self.latent_min >= 0, "latent_min", self.latent_min, ">= 0")
@@ -311,6 +319,7 @@ class EvalConfig:
     max_examples: int | None = None  # >= 1; None = the whole split
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check(self.data_name in DATA_NAMES, "data_name", self.data_name, f"one of {DATA_NAMES}")
         _check(self.split in SPLITS, "split", self.split, f"one of {SPLITS}")
         override = self.thought_count_override
@@ -378,6 +387,7 @@ class GrpoConfig:
     max_rollbacks: int = 5
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check(self.data_name in DATA_NAMES, "data_name", self.data_name, f"one of {DATA_NAMES}")
         _check(0 < self.slice_proportion <= 1, "slice_proportion", self.slice_proportion, "in (0, 1]")
         _check(self.num_generations >= 2, "num_generations", self.num_generations, ">= 2")

@@ -63,6 +63,20 @@ def batch_indices(n: int, batch: int, seed: int, step: int) -> list[int]:
     return out
 
 
+def enable_checkpointing(causal: Any) -> None:
+    """Non-reentrant activation checkpointing on an HF model, under the name its transformers version uses."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    # transformers 5 renamed gradient to activation checkpointing (the old name warns until v6); 5.24 is the
+    # oldest release checked to have the new name.
+    if Version(version("transformers")) >= Version("5.24"):
+        causal.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        causal.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: SftConfig) -> tuple[torch.Tensor, dict]:
     """L = L_teacher + L_student + w_codi * L_codi + w_mean * L_mean (section 2.1 of the spec)."""
     kd = student is not None and (config.codi_weight > 0 or config.mean_reasoning_weight > 0)
@@ -91,19 +105,19 @@ def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: Sft
     return loss, metrics
 
 
-def train_sft(model: LatentLM, tokenizer: Any, rows: list[dict], val_rows: list[dict], config: SftConfig,
+def train_sft(model: LatentLM, tokenizer: Any, pairs: list[Pair], val_rows: list[dict], config: SftConfig,
               eval_config: EvalConfig, run_dir: Path) -> dict:
-    """Train in place, resuming from run_dir if it holds checkpoints; returns the final summary."""
+    """Train in place, resuming from run_dir if it holds checkpoints; returns the final summary.
+    `pairs` come from `build_pairs`, so data errors surface before anything is written."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    pairs = build_pairs(rows, tokenizer, model, config)
     if config.gc_if_necessary and not config.is_latent:
         # Latent passes carry a KV cache between backbone calls, which checkpointing turns off; CoT passes do not.
-        model.causal.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model.causal)
     optimizer = make_optimizer(model, config.lr, config.weight_decay, config.no_decay_some_params)
     loop = GuardedLoop(run_dir, model, optimizer, LoopConfig(
         steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, lr_schedule=config.lr_schedule,
         max_grad_norm=config.max_grad_norm, spike_factor=config.spike_factor, max_rollbacks=config.max_rollbacks,
-        save_every=config.save_checkpoint_period))
+        save_every=config.save_checkpoint_period, seed=config.seed))
     loop.start()
     best_file = run_dir / "best_val" / "val.json"  # survives resume, so best_val is never overwritten by a worse model
     best = json.loads(best_file.read_text()) if best_file.is_file() else {"accuracy": -1.0}

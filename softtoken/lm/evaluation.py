@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from softtoken.lm.frame import Frame
 from softtoken.lm.softlm import SoftLM
 from softtoken.metrics import exact_match, lcs_ratio, token_accuracy
 
@@ -45,6 +46,19 @@ def score_outputs(prompts: torch.Tensor, outputs: torch.Tensor, target: Sequence
     return scores
 
 
+def combine_scores(scores: Sequence[PromptScore]) -> PromptScore:
+    """One prompt's scores on several targets as one: exact when all are, mean LCS and accuracy, outputs
+    concatenated in target order (a single score is returned as it is)."""
+    if len(scores) == 1:
+        return scores[0]
+    return PromptScore(
+        prompt_ids=scores[0].prompt_ids, output_ids=tuple(i for s in scores for i in s.output_ids),
+        exact_match=all(s.exact_match for s in scores),
+        lcs_ratio=sum(s.lcs_ratio for s in scores) / len(scores),
+        token_accuracy=sum(s.token_accuracy for s in scores) / len(scores),
+    )
+
+
 def evaluate_prompts(lm: SoftLM, prompt_ids: torch.Tensor, target: Sequence[int]) -> list[PromptScore]:
     """Greedy-decode len(target) tokens from each discrete prompt (N, L) and score them."""
     outputs = lm.greedy_generate(prompt_ids, len(target))  # (N, T)
@@ -52,9 +66,16 @@ def evaluate_prompts(lm: SoftLM, prompt_ids: torch.Tensor, target: Sequence[int]
 
 
 def roundtrip_exact(lm: SoftLM, prompt_ids: Sequence[int], target: Sequence[int]) -> bool:
-    """Exact match after decoding the prompt to text and re-encoding it: what a user pasting the text gets."""
-    reencoded = lm.encode(lm.decode(prompt_ids))
-    if not reencoded:
+    """Exact match after decoding the prompt to text, rendering the whole context (the frame's text or chat
+    template) around it and re-encoding: what a user pasting the text gets."""
+    rendered = lm.frame.render(lm, lm.decode(prompt_ids))
+    if not rendered:
         return False
-    output = lm.greedy_generate(torch.tensor([reencoded]), len(target))[0].tolist()
+    output = lm.framed(Frame()).greedy_generate(torch.tensor([rendered]), len(target))[0].tolist()
     return exact_match(output, target)
+
+
+def survives_reencoding(lm: SoftLM, prompt_ids: Sequence[int]) -> bool:
+    """Whether the rendered text of the prompt in its frame re-encodes to exactly the ids the search feeds
+    (a prompt whose tokens merge with the template's neighbours does not)."""
+    return lm.frame.render(lm, lm.decode(prompt_ids)) == lm.frame.around(list(prompt_ids))

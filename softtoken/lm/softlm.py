@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import shutil
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from softtoken.lm.loading import LoadedModel, load_model, resolve_dtype
+from softtoken.lm.cache import cache_kwargs, returned_cache
+from softtoken.lm.frame import Frame
+from softtoken.lm.loading import LoadedModel, freeze, load_model, resolve_dtype
 from softtoken.lm.vocab import prompt_vocabulary
 
 # feed(logits (B, V_out), step, hidden (B, D) | None) -> next input embeddings (B, 1, D)
@@ -44,10 +47,16 @@ class TokenCounter:
 
 
 class SoftLM:
-    """Wrap a frozen HF causal LM: soft-prompt embedding, teacher-forced and free-running target logits."""
+    """Wrap a frozen HF causal LM: soft-prompt embedding, teacher-forced and free-running target logits.
 
-    def __init__(self, model: Any, tokenizer: Any, *, allowed_ids: torch.Tensor | None = None) -> None:
+    Every pass reads the prompt inside `frame` (fixed ids before and after it, `framed`): the prefix's keys
+    and values are computed once per model and dtype and reused by every pass, so every method works in
+    context without knowing it; the empty frame runs exactly the bare passes."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, allowed_ids: torch.Tensor | None = None,
+                 name: str | None = None) -> None:
         self.model, self.tokenizer = model, tokenizer
+        self.name = name or getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
         self.embedding = model.get_input_embeddings().weight  # (V_emb, D)
         self.device, self.dtype = self.embedding.device, self.embedding.dtype
         if allowed_ids is None:
@@ -59,6 +68,27 @@ class SoftLM:
         self._compute_models: dict[tuple[torch.dtype | None, bool], Any] = {}  # see _compute_model
         self.active_model = model  # what the passes below call: `model`, or its compute copy in `compute`
         self.tokens = TokenCounter()  # every pass below adds to it
+        self.frame = Frame()
+        self._frame_caches: dict[tuple[int, tuple[int, ...]], Any] = {}  # (id(active model), prefix) -> KV cache
+
+    def framed(self, frame: Frame) -> SoftLM:
+        """This model with `frame` around every prompt; shares weights, compute copies, caches and counts."""
+        view = copy.copy(self)
+        view.frame = frame
+        return view
+
+    def restricted(self, allowed_ids: torch.Tensor) -> SoftLM:
+        """This model with another prompt vocabulary (sorted model ids); everything else shared."""
+        view = copy.copy(self)
+        view.allowed_ids = allowed_ids.to(self.device)
+        view.prompt_matrix = self.embedding.detach()[view.allowed_ids].float()
+        view._low_precision_rows = {}
+        return view
+
+    @property
+    def context_limit(self) -> int | None:
+        """The most positions the model takes (its `max_position_embeddings`), if it says."""
+        return getattr(self.model.config, "max_position_embeddings", None)
 
     @property
     def prompt_vocab_size(self) -> int:
@@ -143,55 +173,97 @@ class SoftLM:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
 
+    def encode_target(self, text: str) -> tuple[int, ...]:
+        """A target's token ids, refused when tokenising loses part of it (unknown words, dropped characters)."""
+        ids, unk = tuple(self.encode(text)), self.tokenizer.unk_token
+        decoded = self.decode(ids)
+        # More unknown tokens than the text spells out lost words, even where a decoder hides them.
+        unknown = unk is not None and ids.count(self.tokenizer.unk_token_id) > text.count(unk)
+        if unknown or _visible(decoded) != _visible(text):
+            raise ValueError(f"the target does not survive tokenisation: {text!r} decodes back as {decoded!r}")
+        return ids
+
     # ----------------------------------------------------------------- target logits
     def teacher_forced_logits(self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
-        """One forward pass on [prompt ; y_1..y_{T-1}] -> logits (B, T, V_out) predicting y_1..y_T.
+        """One forward pass on [prompt ; suffix ; y_1..y_{T-1}] after the frame's cached prefix -> logits
+        (B, T, V_out) predicting y_1..y_T.
 
         Only the last T positions go through the LM head (`logits_to_keep`), given as indices: an int
         slices the hidden states into a non-contiguous view, which turns the head into a batched matmul
         against B copies of the V x D weight (2-3x slower on CPU); indexing copies the T rows instead.
         """
-        batch, steps = prompt_embeds.shape[0], int(target_ids.numel())
-        target_embeds = self.embed_ids(target_ids[:-1].to(self.device))  # (T-1, D)
-        inputs = torch.cat([prompt_embeds, target_embeds.unsqueeze(0).expand(batch, -1, -1)], dim=1)
+        return self._target_pass(prompt_embeds, target_ids, self._prefix_past(prompt_embeds.shape[0]))
+
+    def _target_pass(self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor, past: Any) -> torch.Tensor:
+        """[prompt ; frame suffix ; y_1..y_{T-1}] after `past` (or nothing) -> the last T logits (B, T, V_out)."""
+        steps = int(target_ids.numel())
+        target_embeds = self.embed_ids(target_ids[:-1].to(self.device)).unsqueeze(0)  # (1, T-1, D)
+        inputs = self._in_frame(prompt_embeds, target_embeds)
         length = inputs.shape[1]
         keep = torch.arange(length - steps, length, device=inputs.device)
         self.tokens.add(inputs)
-        out = self.active_model(inputs_embeds=inputs, use_cache=False, logits_to_keep=keep)
+        out = self.active_model(inputs_embeds=inputs, use_cache=past is not None, logits_to_keep=keep,
+                                **cache_kwargs(self.active_model, past))
         return out.logits.float()  # (B, T, V_out)
+
+    def _in_frame(self, prompt_embeds: torch.Tensor, tail: torch.Tensor | None = None) -> torch.Tensor:
+        """[prompt (B, L, D) ; the frame's suffix ; tail (1, n, D)] -> (B, L + S + n, D)."""
+        batch = prompt_embeds.shape[0]
+        parts = [prompt_embeds]
+        if self.frame.suffix_ids:
+            suffix = self.embed_ids(torch.tensor(self.frame.suffix_ids, device=self.device))
+            parts.append(suffix.unsqueeze(0).expand(batch, -1, -1))
+        if tail is not None and tail.shape[1]:
+            parts.append(tail.expand(batch, -1, -1))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else prompt_embeds
+
+    def _prefix_past(self, batch: int) -> Any:
+        """A fresh copy of the frame prefix's KV cache for `batch` rows (passes extend it), or None."""
+        prefix = self.frame.prefix_ids
+        if not prefix:
+            return None
+        key = (id(self.active_model), prefix)
+        if key not in self._frame_caches:
+            embeds = self.embed_ids(torch.tensor([prefix], device=self.device))  # (1, P, D)
+            self.tokens.add(embeds, recorded=False)
+            with torch.no_grad():
+                out = self.active_model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)
+            self._frame_caches[key] = returned_cache(out)
+        past = copy.deepcopy(self._frame_caches[key])
+        if batch > 1:
+            past.batch_repeat_interleave(batch)
+        return past
 
     @torch.no_grad()
     def prefix_cache(self, prefix_embeds: torch.Tensor) -> Any:
-        """Keys and values of a fixed prefix (1, P, D), computed once and reused by
-        `teacher_forced_logits_after` for every prompt that starts with it."""
+        """Keys and values of the frame prefix and a fixed prompt prefix (1, P, D), computed once and reused
+        by `teacher_forced_logits_after` for every prompt that starts with it."""
         self.tokens.add(prefix_embeds)
-        return self.active_model(inputs_embeds=prefix_embeds, use_cache=True, logits_to_keep=1).past_key_values
+        past = self._prefix_past(1)
+        out = self.active_model(inputs_embeds=prefix_embeds, use_cache=True, logits_to_keep=1,
+                                **cache_kwargs(self.active_model, past))
+        return returned_cache(out)
 
     @torch.no_grad()
     def teacher_forced_logits_after(self, cache: Any, length: int, suffix_embeds: torch.Tensor,
                                     target_ids: torch.Tensor) -> torch.Tensor:
         """`teacher_forced_logits` for prompts whose first `length` positions are those of `cache`'s prefix:
-        only [suffix (B, S, D) ; y_1..y_{T-1}] goes through the model -> logits (B, T, V_out).
+        only [rest of the prompt (B, S, D) ; frame suffix ; y_1..y_{T-1}] goes through the model -> logits
+        (B, T, V_out).
 
         Candidates of a discrete search differ from the current prompt from some position on, so the
         positions before it cost nothing (the cache is cropped to `length` and repeated B times)."""
-        batch, steps = suffix_embeds.shape[0], int(target_ids.numel())
         past = copy.deepcopy(cache)
-        surplus = past.get_seq_length() - length
+        surplus = past.get_seq_length() - len(self.frame.prefix_ids) - length
         if surplus:
             past.crop(-surplus)  # a negative crop removes that many positions in every transformers 4.4x-5.x
-        past.batch_repeat_interleave(batch)
-        target_embeds = self.embed_ids(target_ids[:-1].to(self.device))  # (T-1, D)
-        inputs = torch.cat([suffix_embeds, target_embeds.unsqueeze(0).expand(batch, -1, -1)], dim=1)
-        keep = torch.arange(inputs.shape[1] - steps, inputs.shape[1], device=inputs.device)
-        self.tokens.add(inputs)
-        out = self.active_model(inputs_embeds=inputs, past_key_values=past, use_cache=True, logits_to_keep=keep)
-        return out.logits.float()  # (B, T, V_out)
+        past.batch_repeat_interleave(suffix_embeds.shape[0])
+        return self._target_pass(suffix_embeds, target_ids, past)
 
     def rollout_logits(
         self, prompt_embeds: torch.Tensor, steps: int, feed: Feedback | None = None, *, need_hidden: bool = False
     ) -> torch.Tensor:
-        """Free-running rollout of `steps` positions -> logits (B, T, V_out).
+        """Free-running rollout of `steps` positions after [prefix ; prompt ; suffix] -> logits (B, T, V_out).
 
         `feed` turns each step's logits into the next input; None is hard greedy feedback (no gradient
         through the fed-back tokens, gradient still reaches the prompt through the KV cache).
@@ -199,25 +271,29 @@ class SoftLM:
         feed = feed or self.greedy_feedback
         # The whole rollout is backpropagated when the prompt needs a gradient (through the KV cache).
         recorded = prompt_embeds.requires_grad and torch.is_grad_enabled()
-        self.tokens.add(prompt_embeds, recorded=recorded)
-        out = self.active_model(inputs_embeds=prompt_embeds, use_cache=True, logits_to_keep=1,
-                                output_hidden_states=need_hidden)
+        inputs = self._in_frame(prompt_embeds)
+        self.tokens.add(inputs, recorded=recorded)
+        past = self._prefix_past(prompt_embeds.shape[0])
+        out = self.active_model(inputs_embeds=inputs, use_cache=True, logits_to_keep=1,
+                                output_hidden_states=need_hidden, **cache_kwargs(self.active_model, past))
         logits = [out.logits[:, -1]]
         for step in range(1, steps):
             hidden = out.hidden_states[-1][:, -1] if need_hidden else None
             inputs = feed(logits[-1], step - 1, hidden)  # (B, 1, D)
             self.tokens.add(inputs, recorded=recorded)
-            out = self.active_model(
-                inputs_embeds=inputs, past_key_values=out.past_key_values, use_cache=True,
-                output_hidden_states=need_hidden,
-            )
+            out = self.active_model(inputs_embeds=inputs, use_cache=True, output_hidden_states=need_hidden,
+                                    **cache_kwargs(self.active_model, returned_cache(out)))
             logits.append(out.logits[:, -1])
         return torch.stack(logits, dim=1).float()  # (B, T, V_out)
 
     def sequence_logits(self, embeds: torch.Tensor) -> torch.Tensor:
-        """One pass over input embeddings (B, n, D) -> logits at every position (B, n, V_out)."""
+        """One pass over input embeddings (B, n, D) after the frame's prefix -> logits at every position
+        (B, n, V_out)."""
         self.tokens.add(embeds)
-        return self.active_model(inputs_embeds=embeds, use_cache=False).logits.float()
+        past = self._prefix_past(embeds.shape[0])
+        out = self.active_model(inputs_embeds=embeds, use_cache=past is not None,
+                                **cache_kwargs(self.active_model, past))
+        return out.logits.float()
 
     def greedy_feedback(self, logits: torch.Tensor, step: int, hidden: torch.Tensor | None) -> torch.Tensor:
         return self.embed_ids(logits.detach().argmax(-1)).unsqueeze(1)  # (B, 1, D)
@@ -229,7 +305,7 @@ class SoftLM:
 
     @torch.no_grad()
     def greedy_generate(self, prompt_ids: torch.Tensor, steps: int) -> torch.Tensor:
-        """Greedy continuation of discrete prompts (B, L) -> ids (B, T); never stops early at EOS."""
+        """Greedy continuation of discrete prompts (B, L) in the frame -> ids (B, T); never stops at EOS."""
         prompt_ids = prompt_ids.to(self.device)
         return self.rollout_logits(self.embed_ids(prompt_ids), steps).argmax(-1)
 
@@ -258,9 +334,23 @@ def decoder_layers(model: Any) -> torch.nn.ModuleList:
     raise ValueError(f"compile_model: cannot find the decoder layers of {type(model).__name__}")
 
 
-def as_softlm(model: str | LoadedModel | SoftLM | None, *, device: str = "cpu", dtype: str = "float32") -> SoftLM:
-    """Accept a model name/path (None = embedded default), a LoadedModel or a ready SoftLM."""
+def _visible(text: str) -> str:
+    # Decoding may add or drop spaces and normalise Unicode forms; only characters that vanish lose content.
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+def as_softlm(model: str | LoadedModel | SoftLM | torch.nn.Module | None, *, tokenizer: Any = None,
+              device: str = "cpu", dtype: str = "float32") -> SoftLM:
+    """Accept a model name/path (None = embedded default), a LoadedModel, a ready SoftLM, or an already loaded
+    Hugging Face model with its `tokenizer` (put in eval mode with its parameters frozen: only the prompt is
+    optimised; `device` and `dtype` are then the model's own)."""
+    if isinstance(model, torch.nn.Module):
+        if tokenizer is None:
+            raise ValueError(f"a loaded model ({type(model).__name__}) needs its tokenizer: pass tokenizer=...")
+        return SoftLM(freeze(model), tokenizer)
+    if tokenizer is not None:
+        raise ValueError("tokenizer= goes with a loaded model object, not with a model name or a SoftLM")
     if isinstance(model, SoftLM):
         return model
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
-    return SoftLM(loaded.model, loaded.tokenizer)
+    return SoftLM(loaded.model, loaded.tokenizer, name=loaded.name)

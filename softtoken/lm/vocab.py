@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 
@@ -29,3 +30,67 @@ def prompt_vocabulary(
     if not ids:
         raise ValueError("the prompt vocabulary is empty after removing special and banned tokens")
     return torch.tensor(ids, dtype=torch.long)
+
+
+def _token_texts(tokenizer, ids: list[int]) -> list[str]:
+    return tokenizer.batch_decode([[i] for i in ids])
+
+
+def _is_ascii(text: str) -> bool:
+    return bool(text) and text.isascii()
+
+
+def _is_printable(text: str) -> bool:
+    return _is_ascii(text) and text.isprintable()
+
+
+def _is_word(text: str) -> bool:
+    """A letters-only word, with at most one leading space (how BPE vocabularies spell word starts)."""
+    word = text[1:] if text.startswith(" ") else text
+    return word.isascii() and word.isalpha()
+
+
+TOKEN_CLASSES = {"ascii": _is_ascii, "printable": _is_printable, "words": _is_word}
+
+
+def allowed_token_ids(tokenizer, ids: list[int], allowed: str) -> list[int]:
+    """The ids among `ids` of a token class (`ascii`, `printable`: ASCII without control characters,
+    `words`: letters only) or, for any other value, listed in the file `allowed` (one word a line; a token
+    is allowed when its text, without one leading space, is a listed word)."""
+    texts = _token_texts(tokenizer, ids)
+    if allowed in TOKEN_CLASSES:
+        keep = TOKEN_CLASSES[allowed]
+    else:
+        path = Path(allowed)
+        if not path.is_file():
+            raise ValueError(f"allowed must be one of {sorted(TOKEN_CLASSES)} or a word-list file, got {allowed!r}")
+        words = {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+        if not words:
+            raise ValueError(f"allowed word list {allowed} is empty")
+
+        def keep(text: str) -> bool:
+            return (text[1:] if text.startswith(" ") else text) in words
+    return [i for i, text in zip(ids, texts) if keep(text)]
+
+
+def banned_token_ids(tokenizer, texts: Iterable[str]) -> set[int]:
+    """Every token of each banned text, spelt alone and after a space (BPE spells the two differently)."""
+    banned = set()
+    for text in texts:
+        if not text:
+            raise ValueError("banned texts must be non-empty, got ''")
+        for variant in (text, " " + text.lstrip()):
+            banned.update(tokenizer(variant, add_special_tokens=False).input_ids)
+    return banned
+
+
+def restricted_vocabulary(tokenizer, num_embeddings: int, *, allowed: str | None = None,
+                          banned: Iterable[str] = ()) -> torch.Tensor:
+    """The prompt vocabulary limited to a token class or word list and without the tokens of banned texts."""
+    base = prompt_vocabulary(tokenizer, num_embeddings).tolist()
+    kept = base if allowed is None else allowed_token_ids(tokenizer, base, allowed)
+    excluded = banned_token_ids(tokenizer, banned)
+    if not set(kept) - excluded:
+        raise ValueError(f"the prompt vocabulary is empty: allowed={allowed!r} with banned={list(banned)} "
+                         f"leaves no token of the model's")
+    return prompt_vocabulary(tokenizer, num_embeddings, banned=excluded, allowed=kept)

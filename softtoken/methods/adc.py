@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from softtoken.configcheck import check_types
 from softtoken.lm.loading import DTYPES
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod
@@ -45,6 +46,7 @@ class ADCConfig:
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
 
     def __post_init__(self) -> None:
+        check_types(self)
         for name in ("epochs", "batch_size", "learning_rate", "support_max", "eval_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ADCConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -128,7 +130,7 @@ class ADC(ConfiguredMethod):
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
                 run.evaluate(best_prompt)
-        return run.result(self.name, cfg, final=best_prompt)
+        return run.result(self.name, cfg, final=best_prompt, objective=objective)
 
 
 def adc_default() -> ADCConfig:

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from softtoken.configcheck import check_types
+from softtoken.lm.frame import FramedTarget
 from softtoken.lm.softlm import SoftLM
 from softtoken.metrics.tracking import NullTracker, Tracker  # noqa: F401 (re-exported for methods)
 
@@ -21,11 +23,18 @@ class Problem:
     """Invert `target_ids` on `lm`: find `prompt_length` prompt tokens from lm's prompt vocabulary."""
 
     lm: SoftLM = field(repr=False, compare=False)
-    target_ids: tuple[int, ...]
+    target_ids: tuple[int, ...] = ()  # for a universal problem: the targets' ids, concatenated (set for you)
     prompt_length: int
     seed: int = 0
+    universal: tuple[FramedTarget, ...] = ()  # one prompt for all of these, each target in its own frame
 
     def __post_init__(self) -> None:
+        if self.universal:
+            if self.target_ids:
+                raise ValueError("a universal problem takes its targets from `universal`; leave target_ids empty")
+            object.__setattr__(self, "target_ids", tuple(i for t in self.universal for i in t.target_ids))
+            if not all(t.target_ids for t in self.universal):
+                raise ValueError("every universal target needs at least one token")
         if len(self.target_ids) == 0:
             raise ValueError("target is empty: give a non-empty target text or target ids")
         if self.prompt_length < 1:
@@ -34,6 +43,24 @@ class Problem:
         bad = [t for t in self.target_ids if not 0 <= t < limit]
         if bad:
             raise ValueError(f"target ids out of the model's vocabulary [0, {limit}): {bad[:5]}")
+        for lm, target in self.framed_targets():
+            check_context_length(lm, self.prompt_length, len(target))
+
+    def framed_targets(self) -> list[tuple[SoftLM, tuple[int, ...]]]:
+        """(the model in the target's frame, the target) for each target: one, or a universal prompt's."""
+        if not self.universal:
+            return [(self.lm, self.target_ids)]
+        return [(self.lm.framed(t.frame), t.target_ids) for t in self.universal]
+
+
+def check_context_length(lm: SoftLM, prompt_length: int, target_length: int) -> None:
+    """Refuse a problem longer than the model reads (it would run, slowly, on positions it was never trained on)."""
+    frame, limit = lm.frame, lm.context_limit
+    context = len(frame.prefix_ids) + len(frame.suffix_ids)
+    used = prompt_length + context + target_length
+    if limit is not None and used > limit:
+        raise ValueError(f"prompt ({prompt_length}) + context ({context}) + target ({target_length}) = {used} "
+                         f"positions exceed the model's maximum of {limit}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +73,7 @@ class Budget:
     forward_tokens: int | None = None  # None: no compute limit; positions through the model, all passes
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"Budget.steps must be >= 1, got {self.steps}")
         if self.seconds is not None and not self.seconds > 0:
@@ -74,6 +102,9 @@ class Clock:
         return time.perf_counter() >= self.deadline
 
 
+TIMED_HISTORY_KEYS = frozenset({"eval/seconds"})
+
+
 @dataclass(kw_only=True)
 class Result:
     """The outcome of one inversion run; plain Python values only, so it is one JSON line."""
@@ -94,10 +125,15 @@ class Result:
     forward_tokens: int
     backward_tokens: int
     history: dict[str, list] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)  # the Frame around the prompt (Frame.to_dict); {} bare
 
     @property
     def exact_match(self) -> bool:
         return bool(self.metrics.get("eval/exact_match", False))
+
+    def seeded_history(self) -> dict[str, list]:
+        """The history without its wall-clock entries: what config and seed determine."""
+        return {key: values for key, values in self.history.items() if key not in TIMED_HISTORY_KEYS}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

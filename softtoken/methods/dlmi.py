@@ -22,7 +22,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from softtoken.configcheck import check_types
 from softtoken.engine import (
+    MERGERS,
     NonFiniteGradientError,
     OptimizerConfig,
     Ramp,
@@ -48,6 +50,7 @@ from softtoken.objectives import (
     RelaxedFeedback,
     TargetCE,
 )
+from softtoken.objectives.target import per_target
 from softtoken.relax import GUMBEL_KINDS, HARD_METHODS, gumbel_noise, relax
 from softtoken.relax.temperature import THETA_INITS
 
@@ -97,8 +100,10 @@ class DLMIConfig:
     stgs_grad_bias_reference_baseline_beta: float = 0.9
     stgs_grad_bias_reference_reward_scale: float = 1.0
     eps: float = 1e-10
+    merger: str = "weighted_sum"  # how a universal prompt's per-target gradients merge (engine MERGERS)
 
     def __post_init__(self) -> None:
+        check_types(self)
         positive = ("batch_size", "epochs", "learning_rate", "temperature", "bptt_temperature", "eval_every", "init_std")
         for name in positive:
             if not 0 < getattr(self, name) < math.inf:
@@ -110,6 +115,7 @@ class DLMIConfig:
             "losses": LOSSES,
             "temperature_theta_init": THETA_INITS,
             "compute_dtype": tuple(sorted(DTYPES)),
+            "merger": tuple(sorted(MERGERS)),
         }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
@@ -162,7 +168,7 @@ def dlmi_stage(config: DLMIConfig, prompt_length: int, steps: int) -> StageConfi
         init="zeros" if config.init_strategy == "zeros" else "randn",
         init_std=config.init_std if config.init_strategy == "normal" else 1.0,
         normalize="none", save_best=False, track_every=config.eval_every, compute_dtype=config.compute_dtype,
-        compile_model=config.compile_model,
+        compile_model=config.compile_model, merger=config.merger,
     )
 
 
@@ -237,21 +243,26 @@ class DLMI(ConfiguredMethod):
 
     name = "dlmi"
     config_class = DLMIConfig
+    universal = True
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Optimise Z until exact match, the step budget or the time budget; return the best discrete prompt."""
         cfg, lm, run = self.config, problem.lm, self.harness(problem, budget, tracker)
         objective = dlmi_objective(cfg, lm, len(problem.target_ids), run.generator)
-        monitor = DiscreteMonitor(run, label=objective.label, eval_every=cfg.eval_every,
+        # A universal prompt: one objective per target, merged by the stage's `merger` like any objectives.
+        objectives = per_target(objective, problem.universal) if problem.universal else (objective,)
+        if problem.universal and (cfg.stgs_grad_variance_period or cfg.stgs_grad_bias_period):
+            raise ValueError("DLMI gradient diagnostics measure one target's loss; turn them off for a universal prompt")
+        monitor = DiscreteMonitor(run, labels=[o.label for o in objectives], eval_every=cfg.eval_every,
                                   score_hard_samples=cfg.score_hard_samples,
                                   diagnostics=StgsDiagnostics(lm, cfg, problem, objective))
         try:
-            stage = run_stage(lm, dlmi_stage(cfg, problem.prompt_length, run.max_steps), [objective], run.context,
+            stage = run_stage(lm, dlmi_stage(cfg, problem.prompt_length, run.max_steps), list(objectives), run.context,
                               generator=run.generator, monitor=monitor)
         except NonFiniteGradientError as err:
             raise NonFiniteLossError(f"DLMI: {err}") from err
         monitor.offer_final(stage.logits)
-        return run.result(self.name, cfg, extra_metrics=monitor.extra_metrics())
+        return run.result(self.name, cfg, extra_metrics=monitor.extra_metrics(), objective=objective)
 
 
 def dlmi_paper() -> DLMIConfig:

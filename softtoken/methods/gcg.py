@@ -22,12 +22,14 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from softtoken.configcheck import check_types
+from softtoken.lm.evaluation import survives_reencoding
 from softtoken.lm.loading import DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
-from softtoken.objectives import TOKEN_LOSSES, TargetCE
-from softtoken.objectives.target import REDUCTIONS
+from softtoken.objectives import TOKEN_LOSSES, Objective, TargetCE
+from softtoken.objectives.target import REDUCTIONS, MeanTarget, per_target
 
 INIT_STRATEGIES = ("text", "zeros", "random")
 
@@ -59,6 +61,7 @@ class GCGConfig:
     prefix_cache: bool = False  # score candidates from the current prompt's keys/values before their first change
 
     def __post_init__(self) -> None:
+        check_types(self)
         for name in ("epochs", "search_width", "topk", "n_replace", "candidate_batch_size", "eval_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"GCGConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -138,9 +141,9 @@ def model_proposal_gradient(grad: torch.Tensor, next_token_logits: torch.Tensor,
 
 
 def roundtrip_mask(lm: SoftLM, candidates: torch.Tensor) -> torch.Tensor:
-    """(N,) True where the candidate's model ids survive decode -> re-encode unchanged."""
+    """(N,) True where the candidate's model ids survive decode -> re-encode unchanged, in their frame."""
     ids = lm.to_model_ids(candidates).tolist()
-    return torch.tensor([lm.encode(lm.decode(row)) == row for row in ids], device=candidates.device)
+    return torch.tensor([survives_reencoding(lm, row) for row in ids], device=candidates.device)
 
 
 class Buffer:
@@ -166,6 +169,7 @@ class GCG(ConfiguredMethod):
 
     name = "gcg"
     config_class = GCGConfig
+    universal = True
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None, *,
             initial: torch.Tensor | None = None) -> Result:
@@ -177,7 +181,7 @@ class GCG(ConfiguredMethod):
         if cfg.n_replace > problem.prompt_length:
             raise ValueError(f"GCGConfig.n_replace={cfg.n_replace} exceeds prompt_length={problem.prompt_length}")
         run = self.harness(problem, budget, tracker)
-        objective = self.objective()
+        objective = self.objective(problem)
         current = self._init(problem, run.generator) if initial is None else initial.to(lm.device)  # (L,)
         buffer, memory, since_better = Buffer(cfg.buffer_capacity), None, 0
         loss, _ = self._score(run, objective, current.unsqueeze(0))
@@ -208,7 +212,7 @@ class GCG(ConfiguredMethod):
                 run.evaluate(current)  # the judge keeps this basin's prompt
                 current, buffer, memory, since_better = self._restart(run, objective)
                 lowest = buffer.best()[0]
-        return run.result(self.name, cfg, final=current)
+        return run.result(self.name, cfg, final=current, objective=objective)
 
     def _proposal(self, run: RunHarness, current: torch.Tensor, grad: torch.Tensor,
                   memory: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -225,7 +229,7 @@ class GCG(ConfiguredMethod):
             grad = model_proposal_gradient(grad, logits[:, run.lm.allowed_ids], cfg.model_proposals)
         return grad, memory
 
-    def _restart(self, run: RunHarness, objective: TargetCE) -> tuple[torch.Tensor, Buffer, None, int]:
+    def _restart(self, run: RunHarness, objective: Objective) -> tuple[torch.Tensor, Buffer, None, int]:
         """A fresh random prompt with an empty buffer and proposal memory."""
         current = torch.randint(0, run.lm.prompt_vocab_size, (run.problem.prompt_length,), generator=run.generator,
                                 device=run.lm.device)
@@ -234,9 +238,11 @@ class GCG(ConfiguredMethod):
         run.record({"search/restart_step": run.step})
         return current, buffer, None, 0
 
-    def objective(self) -> TargetCE:
-        """The teacher-forced target loss the gradient and the candidate scores share."""
-        return TargetCE(token_loss=self.config.loss, reduction=self.config.loss_reduction)
+    def objective(self, problem: Problem) -> TargetCE | MeanTarget:
+        """The teacher-forced target loss the gradient and the candidate scores share; a universal prompt's
+        is the mean over its targets (each in its own frame), so one batch of candidates is scored on all."""
+        single = TargetCE(token_loss=self.config.loss, reduction=self.config.loss_reduction)
+        return MeanTarget(parts=per_target(single, problem.universal)) if problem.universal else single
 
     def _init(self, problem: Problem, generator: torch.Generator) -> torch.Tensor:
         """Initial prompt (L,) as prompt-vocabulary indices."""
@@ -252,7 +258,7 @@ class GCG(ConfiguredMethod):
             return torch.zeros(shape, dtype=torch.long, device=lm.device)
         return torch.randint(0, lm.prompt_vocab_size, shape, generator=generator, device=lm.device)
 
-    def _token_gradient(self, run: RunHarness, objective: TargetCE, current: torch.Tensor) -> torch.Tensor:
+    def _token_gradient(self, run: RunHarness, objective: Objective, current: torch.Tensor) -> torch.Tensor:
         """Gradient of the loss w.r.t. the one-hot prompt over the prompt vocabulary -> (L, V)."""
         lm = run.lm
         one_hot = F.one_hot(current, lm.prompt_vocab_size).float().unsqueeze(0).requires_grad_(True)  # (1, L, V)
@@ -280,13 +286,13 @@ class GCG(ConfiguredMethod):
         return candidates[roundtrip_mask(lm, candidates)] if self.config.filter_ids and candidates.shape[0] else candidates
 
     @torch.no_grad()
-    def _score(self, run: RunHarness, objective: TargetCE, candidates: torch.Tensor,
+    def _score(self, run: RunHarness, objective: Objective, candidates: torch.Tensor,
                current: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L), in batches; with
         `prefix_cache` and the `current` prompt (L,) they share, from its cached keys and values."""
         target = run.context.target_tensor(run.lm.device)  # (T,)
         with run.lm.compute(self.config.compute_dtype):
-            if self.config.prefix_cache and current is not None:
+            if self.config.prefix_cache and current is not None and isinstance(objective, TargetCE):
                 return self._score_after_prefix(run, objective, candidates, current, target)
             losses, exact = [], []
             for chunk in candidates.split(self.config.candidate_batch_size):

@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from softtoken.lm.evaluation import PromptScore, evaluate_prompts, roundtrip_exact
+from softtoken.lm.evaluation import PromptScore, combine_scores, evaluate_prompts, roundtrip_exact
 from softtoken.methods.base import Budget, Clock, NullTracker, Problem, Result, Tracker
-from softtoken.objectives import ObjectiveContext
+from softtoken.objectives import Objective, ObjectiveContext
 
 
 class BestPrompt:
@@ -51,14 +51,18 @@ class PromptJudge:
         prompt = self.lm.to_model_ids(prompt_index)  # (L,)
         key = tuple(prompt.tolist())
         if key not in self.cache:
-            self.cache[key] = evaluate_prompts(self.lm, prompt.unsqueeze(0), self.problem.target_ids)[0]
+            self.cache[key] = combine_scores(self.per_target(prompt.unsqueeze(0)))
         self.best.offer(self.cache[key], step)
         return self.cache[key]
+
+    def per_target(self, prompt_ids: torch.Tensor) -> list[PromptScore]:
+        """The greedy judgement of one prompt (1, L) of model ids on each target, in its own frame."""
+        return [evaluate_prompts(lm, prompt_ids, target)[0] for lm, target in self.problem.framed_targets()]
 
     def confirm_best(self) -> None:
         """Re-score the best prompt through the evaluator (when it was scored by another route)."""
         ids = torch.tensor([self.best.score.prompt_ids], device=self.lm.device)
-        self.best.score = evaluate_prompts(self.lm, ids, self.problem.target_ids)[0]
+        self.best.score = combine_scores(self.per_target(ids))
 
     @property
     def exact(self) -> bool:
@@ -124,43 +128,71 @@ class RunHarness:
     def evaluate_many(self, prompt_index: torch.Tensor, **extras: Any) -> PromptScore:
         """Judge prompts (N, L); record the best of them once."""
         best = max((self.judge.score(row, self.step) for row in prompt_index), key=PromptScore.key)
-        self.record({"eval/step": self.step, "eval/lcs_ratio": best.lcs_ratio, "eval/exact_match": best.exact_match,
-                     **extras})
+        self._record_evaluation(best, extras)
         self._evaluated = {"eval/lcs_ratio": best.lcs_ratio, "eval/exact_match": float(best.exact_match)}
         return best
 
+    def _record_evaluation(self, score: PromptScore, extras: Mapping[str, Any], *, final: bool = False) -> None:
+        self.record({"eval/step": self.step, "eval/seconds": round(self.clock.elapsed(), 3),
+                     "eval/lcs_ratio": score.lcs_ratio, "eval/exact_match": score.exact_match,
+                     "eval/final": final, **extras})
+
     # ----------------------------------------------------------------- result
     def result(self, method: str, config: Any, *, final: torch.Tensor | None = None,
-               extra_metrics: Mapping[str, Any] | None = None) -> Result:
+               extra_metrics: Mapping[str, Any] | None = None, objective: Objective | None = None) -> Result:
         """The shared Result: the judge's best discrete prompt and its greedy output.
 
-        `final` (L,): the prompt to judge if nothing was judged yet (the budget ran out first). Token counts
-        cover the search and its judge, not the round-trip report below; the wall time is read last, so it
-        includes every evaluation (fair wall-clock comparisons)."""
+        `final` (L,): the prompt to judge if nothing was judged yet (the budget ran out first); the final
+        judgement is the history's last `eval/*` entry (`eval/final` true), so a run that ends before its
+        first `eval_every` still has a point. `objective` names the loss in `loss/kind`. Token counts cover the search and its
+        judge, not the round-trip report below; the wall time is read last, so it includes every evaluation
+        (fair wall-clock comparisons), and `time/overtime_s` says how far past the time budget it ran."""
         if self.judge.best.score is None:
             if final is None:
                 raise RuntimeError(f"{method}: no prompt was judged and no final prompt given")
             self.judge.score(final, self.step)
         lm, score, problem = self.lm, self.judge.best.score, self.problem
+        self._record_evaluation(score, {}, final=True)
         forward, backward = self.forward_tokens, self.backward_tokens
         losses = self.history.get("loss/target")
         metrics = {
             "eval/exact_match": score.exact_match,
             "eval/lcs_ratio": score.lcs_ratio,
             "eval/token_accuracy": score.token_accuracy,
-            "eval/roundtrip_exact": roundtrip_exact(lm, score.prompt_ids, problem.target_ids),
+            "eval/roundtrip_exact": all(roundtrip_exact(framed, score.prompt_ids, target)
+                                        for framed, target in problem.framed_targets()),
             "loss/final": losses[-1] if losses else None,
+            "loss/kind": objective.describe() if objective is not None else None,
             **(extra_metrics or {}),
         }
+        if problem.universal:
+            metrics["eval/targets"] = self._target_report(score)
+        seconds = self.clock.elapsed()
+        if self.budget.seconds is not None:
+            metrics["time/overtime_s"] = round(max(0.0, seconds - self.budget.seconds), 3)
         return Result(
             method=method, config=asdict(config), seed=problem.seed,
             target_ids=list(problem.target_ids), target_text=lm.decode(problem.target_ids),
             prompt_ids=list(score.prompt_ids), prompt_text=lm.decode(score.prompt_ids),
             output_ids=list(score.output_ids), output_text=lm.decode(score.output_ids), metrics=metrics,
             success_step=self.judge.best.step if score.exact_match else None, steps_run=self.step,
-            wall_time_s=self.clock.elapsed(), forward_tokens=forward, backward_tokens=backward,
-            history=self.history,
+            wall_time_s=seconds, forward_tokens=forward, backward_tokens=backward,
+            history=self.history, context=self._context(),
         )
+
+    def _context(self) -> dict[str, Any]:
+        """What was around the prompt: the frame, or each universal target's frame; {} for a bare prompt."""
+        if self.problem.universal:
+            return {"universal": [{"target_ids": list(t.target_ids), **t.frame.to_dict()}
+                                  for t in self.problem.universal]}
+        return {} if self.lm.frame.empty else self.lm.frame.to_dict()
+
+    def _target_report(self, score: PromptScore) -> list[dict[str, Any]]:
+        """A universal prompt's judgement on each target."""
+        scores = self.judge.per_target(torch.tensor([score.prompt_ids], device=self.lm.device))
+        return [{"target_text": self.lm.decode(target), "output_text": self.lm.decode(s.output_ids),
+                 "exact_match": s.exact_match, "lcs_ratio": s.lcs_ratio}
+                for s, (_, target) in zip(scores, self.problem.framed_targets())]
 
 
 class ConfiguredMethod:
@@ -168,10 +200,17 @@ class ConfiguredMethod:
 
     name: str = ""
     config_class: type | None = None
+    universal: bool = False  # whether the method optimises one prompt for several targets (Problem.universal)
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.config_class()
 
     def harness(self, problem: Problem, budget: Budget | None, tracker: Tracker | None = None) -> RunHarness:
         """The run's harness; the step cap is the budget's, else the config's `epochs`."""
+        self.check_problem(problem)
         return RunHarness(problem, budget, steps=self.config.epochs, tracker=tracker)
+
+    def check_problem(self, problem: Problem) -> None:
+        if problem.universal and not self.universal:
+            raise ValueError(f"method {self.name!r} optimises a prompt for one target; for a universal prompt "
+                             f"use gcg, dlmi or program (their presets: gcg-fast, gcg-combo, gbda, anneal, ...)")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from softtoken.configcheck import check_types
 from softtoken.methods.base import Budget, Problem, Result, Tracker, register_method
 from softtoken.methods.dlmi import DLMI, DLMIConfig, dlmi_demo
 from softtoken.methods.gcg import GCG, GCGConfig, gcg_fast
@@ -29,6 +30,7 @@ class RelaxThenSearchConfig:
     epochs: int = 250  # GCG steps when the budget gives none
 
     def __post_init__(self) -> None:
+        check_types(self)
         if not 0 <= self.relax_fraction < 1:
             raise ValueError(f"RelaxThenSearchConfig.relax_fraction must be in [0, 1), got {self.relax_fraction}")
         for name in ("relax_steps", "epochs"):

@@ -12,7 +12,7 @@ step count is not already the cap).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -24,9 +24,11 @@ from softtoken.metrics import lcs_ratio
 class DiscreteMonitor:
     """Engine monitor: records each step in the harness, judges discrete prompts, stops on the harness."""
 
-    def __init__(self, run: RunHarness, *, label: str, eval_every: int, score_hard_samples: bool,
+    def __init__(self, run: RunHarness, *, labels: Sequence[str], eval_every: int, score_hard_samples: bool,
                  step_cap: bool = False, diagnostics: Callable[[StepView], Mapping[str, float]] | None = None) -> None:
-        self.run, self.label, self.diagnostics, self.step_cap = run, label, diagnostics, step_cap
+        """`labels`: the target objectives judged, in target order (several for a universal prompt: their
+        predictions are concatenated, their losses averaged)."""
+        self.run, self.labels, self.diagnostics, self.step_cap = run, tuple(labels), diagnostics, step_cap
         self.eval_every, self.score_hard_samples = eval_every, score_hard_samples
         self.target = torch.tensor(run.problem.target_ids, device=run.lm.device)
         self.soft_lcs = 0.0
@@ -34,11 +36,12 @@ class DiscreteMonitor:
     def __call__(self, view: StepView) -> bool:
         run = self.run
         run.step += 1  # counted across the stages of a program
-        predictions = view.predictions[self.label]  # (B*S, T)
+        predictions = torch.cat([view.predictions[label] for label in self.labels], dim=-1)  # (B*S, T)
         self.soft_lcs = lcs_ratio(predictions[0].tolist(), run.problem.target_ids)
-        metrics = {"loss/target": view.objective_losses[self.label].min().item(),
+        target_loss = torch.stack([view.objective_losses[label] for label in self.labels]).mean(0)  # (B,)
+        metrics = {"loss/target": target_loss.min().item(),
                    "relax/tau_mean": view.temperature.mean().item()}
-        if len(view.objective_losses) > 1:
+        if len(view.objective_losses) > len(self.labels):
             metrics["loss/total"] = view.loss.min().item()
         if self.diagnostics is not None:
             self._record_diagnostics(self.diagnostics(view))

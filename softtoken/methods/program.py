@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from softtoken.configcheck import check_types
 from softtoken.engine import NonFiniteGradientError, program_from_dict, run_program
 from softtoken.engine.presets import relaxed_stage, sharpening_stage, straight_through_stage
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import RunHarness
 from softtoken.methods.monitoring import DiscreteMonitor
 from softtoken.objectives import TargetCE
+from softtoken.objectives.target import per_target
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +34,7 @@ class ProgramConfig:
     score_hard_samples: bool = False  # also confirm straight-through samples whose TF argmax is the target
 
     def __post_init__(self) -> None:
+        check_types(self)
         if not self.stages:
             raise ValueError("ProgramConfig.stages must hold at least one stage, got ()")
         if self.eval_every < 1:
@@ -59,6 +62,7 @@ class ProgramMethod:
 
     name = "program"
     config_class = None  # a program has no default; use a preset or a YAML file
+    universal = True
 
     def __init__(self, config: ProgramConfig) -> None:
         self.config = config
@@ -69,8 +73,10 @@ class ProgramMethod:
         labels = {o.label for stage in stages for o in stage.objectives if o.label.startswith("target")}
         if not labels:
             raise ValueError("an inversion program needs a 'target' or 'target_free' objective in every stage")
+        judged = next(o for stage in stages for o in stage.objectives if o.label == min(labels))
+        stages, judged_labels = universal_stages(stages, judged.label, problem)
         # The stages run their own step counts; a smaller step budget stops them early.
-        monitor = DiscreteMonitor(run, label=sorted(labels)[0], eval_every=self.config.eval_every,
+        monitor = DiscreteMonitor(run, labels=judged_labels, eval_every=self.config.eval_every,
                                   score_hard_samples=self.config.score_hard_samples,
                                   step_cap=run.budget.steps is not None)
         try:
@@ -78,7 +84,21 @@ class ProgramMethod:
         except NonFiniteGradientError as err:
             raise NonFiniteLossError(f"program: {err}") from err
         monitor.offer_final(result.final.logits)
-        return run.result(self.name, self.config, extra_metrics=monitor.extra_metrics())
+        return run.result(self.name, self.config, extra_metrics=monitor.extra_metrics(), objective=judged)
+
+
+def universal_stages(stages: list, label: str, problem: Problem) -> tuple[list, list[str]]:
+    """For a universal prompt, the judged target objective of every stage becomes one copy per target (the
+    stage's merger combines them); -> the stages and the judged labels."""
+    if not problem.universal:
+        return stages, [label]
+    expanded = []
+    for stage in stages:
+        objectives = []
+        for objective in stage.objectives:
+            objectives.extend(per_target(objective, problem.universal) if objective.label == label else [objective])
+        expanded.append(replace(stage, objectives=tuple(objectives)))
+    return expanded, [f"{label}/{index}" for index in range(len(problem.universal))]
 
 
 def anneal_inversion() -> ProgramConfig:

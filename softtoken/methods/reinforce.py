@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from softtoken.configcheck import check_types
 from softtoken.lm.evaluation import score_outputs
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.diagnostics import (
@@ -30,6 +31,7 @@ from softtoken.methods.diagnostics import (
     sample_indices,
 )
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
+from softtoken.objectives import FreeRunningTargetCE
 from softtoken.relax import initial_logits
 
 INIT_STRATEGIES = ("randn", "zeros", "normal")
@@ -58,6 +60,7 @@ class ReinforceConfig:
     eval_every: int = 10  # steps between argmax-prompt evaluations, >= 1
 
     def __post_init__(self) -> None:
+        check_types(self)
         for name in ("batch_size", "epochs", "learning_rate", "init_std", "reinforce_reward_scale",
                      "reinforce_grad_variance_period", "eval_every"):
             if not getattr(self, name) > 0:
@@ -126,7 +129,7 @@ class Reinforce(ConfiguredMethod):
         if run.judge.best.score is not None:
             # Re-score the winner through the shared evaluator: sample scores came from the training rollout.
             run.judge.confirm_best()
-        return run.result(self.name, cfg, final=logits_z[0].detach().argmax(-1))
+        return run.result(self.name, cfg, final=logits_z[0].detach().argmax(-1), objective=FreeRunningTargetCE())
 
     def _variance(self, run: RunHarness, logits_z: torch.Tensor, target: torch.Tensor, score_fn: ScoreFunction,
                   generator: torch.Generator) -> dict[str, float]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from softtoken.configcheck import check_types
 from softtoken.engine.optimizers import UncorrectedAdam
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
@@ -50,6 +51,7 @@ class SodaConfig:
     eval_every: int = 10  # steps between discrete evaluations, >= 1
 
     def __post_init__(self) -> None:
+        check_types(self)
         for name in ("epochs", "learning_rate", "temperature", "soda_adam_eps", "soda_decay_rate", "soda_init_std",
                      "soda_reset_epoch", "soda_reinit_epoch", "soda_reinit_std", "eval_every"):
             if not getattr(self, name) > 0:
@@ -93,7 +95,7 @@ class Soda(ConfiguredMethod):
             run.log({"loss/target": loss.item()})
             if step % cfg.eval_every == 0 or step == run.max_steps:
                 run.evaluate(logits_z[0].detach().argmax(-1))
-        return run.result(self.name, cfg, final=logits_z[0].detach().argmax(-1))
+        return run.result(self.name, cfg, final=logits_z[0].detach().argmax(-1), objective=objective)
 
     def optimizer(self, logits_z: torch.Tensor) -> torch.optim.Adam:
         cfg = self.config

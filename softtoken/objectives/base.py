@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from softtoken.configcheck import check_types
 from softtoken.lm.softlm import SoftLM
 
 
@@ -35,6 +36,7 @@ class Objective:
     weight: float = 1.0  # static weight, >= 0; a weight schedule with this label overrides it
 
     def __post_init__(self) -> None:
+        check_types(self)
         if not self.label:
             raise ValueError(f"{type(self).__name__}.label must be non-empty, got {self.label!r}")
         if not (math.isfinite(self.weight) and self.weight >= 0):
@@ -42,6 +44,10 @@ class Objective:
 
     def check(self, lm: SoftLM, context: ObjectiveContext) -> None:
         """Raise before any forward pass if this objective cannot run on lm and context."""
+
+    def describe(self) -> str:
+        """What the loss is, for plots and reports (objectives on one axis must be the same kind)."""
+        return self.label
 
     def loss(self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
         """probs (B, L, V) -> loss (B,), differentiable with respect to probs."""

@@ -8,11 +8,12 @@ distribution (BPTT), and scores each step against the target.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
+from softtoken.lm.frame import Frame, FramedTarget
 from softtoken.lm.softlm import Feedback, SoftLM
 from softtoken.objectives.base import Objective, ObjectiveContext, register_objective
 from softtoken.relax import HiddenStateTemperature, Temperature, gumbel_noise, relax
@@ -97,6 +98,8 @@ class _NeedsTarget(Objective):
     token_loss: str = "crossentropy"  # crossentropy or margin (max_v log p(v) - log p(y_t), SODA / DLMI repo GCG)
     reduction: str = "mean"  # mean over target positions, or mellowmax (a soft maximum)
     mellowmax_alpha: float = 1.0  # > 0; nanoGCG's default
+    target_ids: tuple[int, ...] = ()  # this objective's own target (a universal prompt's); (): the context's
+    frame: Frame | None = None  # this objective's own frame around the prompt; None: the model's
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -108,6 +111,17 @@ class _NeedsTarget(Objective):
         if not 0 < self.mellowmax_alpha < float("inf"):
             raise ValueError(f"{type(self).__name__}.mellowmax_alpha must be finite and > 0, "
                              f"got {self.mellowmax_alpha}")
+
+    def describe(self) -> str:
+        reduction = self.reduction if self.reduction == "mean" else f"mellowmax({self.mellowmax_alpha:g})"
+        return f"{self.token_loss}/{reduction}" + ("" if isinstance(self, TargetCE) else " free-running")
+
+    def target(self, context: ObjectiveContext) -> tuple[int, ...]:
+        return self.target_ids or context.target_ids
+
+    def in_frame(self, lm: SoftLM) -> SoftLM:
+        """The model as this objective reads it: in its own frame, if it has one."""
+        return lm if self.frame is None else lm.framed(self.frame)
 
     def reduce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss per prompt (B,) of target logits (B, T, V_out)."""
@@ -133,9 +147,9 @@ class _NeedsTarget(Objective):
         raise NotImplementedError
 
     def check(self, lm: SoftLM, context: ObjectiveContext) -> None:
-        if not context.target_ids:
+        if not self.target(context):
             raise ValueError(f"objective {self.label!r} needs ObjectiveContext.target_ids, got none")
-        bad = [t for t in context.target_ids if not 0 <= t < lm.output_vocab_size]
+        bad = [t for t in self.target(context) if not 0 <= t < lm.output_vocab_size]
         if bad:
             raise ValueError(f"objective {self.label!r}: target ids outside [0, {lm.output_vocab_size}): {bad[:5]}")
 
@@ -148,8 +162,8 @@ class TargetCE(_NeedsTarget):
     label: str = "target"
 
     def _score(self, lm: SoftLM, embeds: torch.Tensor, context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
-        target = context.target_tensor(lm.device)
-        logits = lm.teacher_forced_logits(embeds, target)  # (B, T, V_out)
+        target = torch.tensor(self.target(context), device=lm.device)  # (T,)
+        logits = self.in_frame(lm).teacher_forced_logits(embeds, target)  # (B, T, V_out)
         return self.reduce(logits, target), logits.detach().argmax(-1)
 
 
@@ -171,8 +185,8 @@ class FreeRunningTargetCE(_NeedsTarget):
             raise ValueError(f"FreeRunningTargetCE.feedback_temperature must be > 0, got {self.feedback_temperature}")
 
     def _score(self, lm: SoftLM, embeds: torch.Tensor, context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
-        target = context.target_tensor(lm.device)
-        module = self.feedback_module
+        target = torch.tensor(self.target(context), device=lm.device)  # (T,)
+        lm, module = self.in_frame(lm), self.feedback_module
         if module is not None:
             feed, need_hidden = module, module.needs_hidden
         else:
@@ -188,3 +202,47 @@ class FreeRunningTargetCE(_NeedsTarget):
             return lm.relaxed_feedback_embeds(relax(logits, self.feedback_temperature))  # (B, 1, D)
 
         return feed
+
+
+def per_target(objective: _NeedsTarget, targets: tuple[FramedTarget, ...]) -> tuple[_NeedsTarget, ...]:
+    """One copy of `objective` per target of a universal prompt, labelled `label/i`, each with its target
+    and frame: the engine merges them (weighted sum, PCGrad, MGDA) like any objectives."""
+    return tuple(replace(objective, label=f"{objective.label}/{index}", target_ids=target.target_ids,
+                         frame=target.frame) for index, target in enumerate(targets))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeanTarget(Objective):
+    """The mean loss of several target objectives on one prompt (a universal prompt's loss); predictions are
+    concatenated in order, so they equal the concatenated targets exactly when every target is hit."""
+
+    label: str = "target"
+    parts: tuple[_NeedsTarget, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.parts:
+            raise ValueError("MeanTarget needs at least one target objective in parts")
+
+    def describe(self) -> str:
+        return f"{self.parts[0].describe()} (mean of {len(self.parts)} targets)"
+
+    def check(self, lm: SoftLM, context: ObjectiveContext) -> None:
+        for part in self.parts:
+            part.check(lm, context)
+
+    def loss(self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
+        return self.loss_and_predictions(lm, probs, context)[0]
+
+    def loss_and_predictions(self, lm: SoftLM, probs: torch.Tensor,
+                             context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._mean(lm, lm.embed_probs(probs), context)
+
+    def hard_loss_and_predictions(self, lm: SoftLM, index: torch.Tensor,
+                                  context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._mean(lm, lm.embed_ids(lm.to_model_ids(index)), context)
+
+    def _mean(self, lm: SoftLM, embeds: torch.Tensor, context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
+        scored = [part._score(lm, embeds, context) for part in self.parts]
+        losses = torch.stack([loss for loss, _ in scored]).mean(0)  # (B,)
+        return losses, torch.cat([predictions for _, predictions in scored], dim=-1)  # (B, sum T)

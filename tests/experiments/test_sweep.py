@@ -204,13 +204,15 @@ def test_local_pool_stops_with_a_resumable_error_when_a_worker_dies(tiny_spec, t
     import threading
 
     from softtoken.experiments.backends import WorkerDied
-    from softtoken.experiments.sweep import prepare
+    from softtoken.experiments.sweep import prepare, validate
 
     def kill_workers():
         for child in multiprocessing.active_children():
             os.kill(child.pid, signal.SIGKILL)
 
-    _, tasks = prepare(parse_spec(tiny_spec()), tmp_path / "run")
+    spec = parse_spec(tiny_spec())
+    with RunStore(tmp_path / "run").writing() as store:
+        tasks = prepare(spec, validate(spec), store)
     # Kill the workers while they are still starting up: no run can have finished, none may be recorded.
     timer = threading.Timer(2.0, kill_workers)
     timer.start()

@@ -127,3 +127,29 @@ def test_load_rows_from_hub_needs_datasets():
         pytest.skip("datasets is installed; the hub path would try the network")
     with pytest.raises(ValueError, match="pip install datasets"):
         load_rows(None, "gsm8k-aug", "train")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[{"question": "q", "steps": [], "answer": "1"}, {"question": "q", "steps": []}]',
+     r"train\.json row 2: missing key 'answer'"),
+    ('{"question": "q"}', r"train\.json must hold a JSON list of rows, got dict"),
+    ('[{"question": "q",\n "steps": [] "answer": "1"}]', r"train\.json line 2: not valid JSON"),
+    ('[["q", [], "1"]]', r"train\.json row 1: expected an object with keys question, steps, answer, got list"),
+    ('[{"question": "q", "steps": [], "answer": true}]', r"train\.json row 1: 'answer' must be a string or a number"),
+])
+def test_load_rows_names_file_and_row_of_a_bad_json_file(tmp_path, text, message):
+    (tmp_path / "train.json").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_rows(str(tmp_path), "gsm8k-aug", "train")
+
+
+def test_load_rows_counts_lines_past_blank_ones(tmp_path):
+    good = '{"question": "q", "steps": ["<<1+1=2>>"], "answer": "2"}'
+    (tmp_path / "train.jsonl").write_text(f"{good}\n\n{good}\n{{}}\n")
+    with pytest.raises(ValueError, match=r"train\.jsonl line 4: missing key 'question'"):
+        load_rows(str(tmp_path), "gsm8k-aug", "train")
+
+
+def test_synthetic_config_rejects_wrong_types():
+    with pytest.raises(ValueError, match="SyntheticConfig.num_examples must be int, got '10'"):
+        SyntheticConfig(num_examples="10")

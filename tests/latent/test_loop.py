@@ -71,3 +71,24 @@ def test_loop_resume_matches_uninterrupted_run(tmp_path):
     loop.run(_step_fn(resumed))
     for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
         assert torch.allclose(a, b)
+
+
+def test_loop_resume_drops_records_logged_after_the_checkpoint(tmp_path):
+    model, loop = _setup(tmp_path, steps=6)
+    loop.start()
+
+    def killed_at_5(step):
+        if step == 5:
+            raise KeyboardInterrupt
+        return _step_fn(model)(step)
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(killed_at_5)
+    log = tmp_path / "metrics.jsonl"
+    with log.open("a") as handle:
+        handle.write('{"step": 6, "lo')  # killed in the middle of a write
+    resumed, loop = _setup(tmp_path, steps=6)
+    loop.start()
+    assert loop.state.step == 4 and [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3, 4]
+    loop.run(_step_fn(resumed))
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]

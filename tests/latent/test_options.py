@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -99,3 +100,35 @@ def test_resolved_record_hash_tracks_fields():
     b = opts.resolved_record({}, {"sft": opts.resolve("sft", "lr_1e-3")})
     c = opts.resolved_record({}, {"sft": opts.resolve("sft", "lr_2e-3")})
     assert a["hash"] == b["hash"] != c["hash"]
+
+
+@pytest.mark.parametrize(("config_type", "field", "value"), [
+    (opts.SftConfig, "steps", "two"),
+    (opts.SftConfig, "steps", 2.5),
+    (opts.SftConfig, "no_cot", "yes"),
+    (opts.SftConfig, "micro_batch_size", True),  # a bool is not a number
+    (opts.SftConfig, "block_range", (1,)),
+    (opts.LoraOptions, "target_modules", ("q_proj", 1)),
+    (opts.LoraOptions, "alpha", "16"),
+    (opts.LatentSettings, "max_latent_steps", None),
+    (opts.EvalConfig, "max_examples", "all"),
+    (opts.GrpoConfig, "init_from", 6),
+])
+def test_configs_reject_wrong_types_naming_class_field_and_value(config_type, field, value):
+    with pytest.raises(ValueError, match=rf"^{config_type.__name__}\.{field} must be .+, got {re.escape(repr(value))} "):
+        config_type(**{field: value})
+
+
+def test_configs_accept_an_int_for_a_float_and_none_where_optional():
+    assert opts.LoraOptions(alpha=16).alpha == 16
+    assert opts.SftConfig(micro_batch_size=None, block_range=(0, 1)).block_range == (0, 1)
+
+
+def test_config_from_dict_rejects_a_wrong_typed_saved_value():
+    with pytest.raises(ValueError, match="LatentSettings.binary_head_temp must be float"):
+        opts.config_from_dict(opts.LatentSettings, {"binary_head_temp": "hot"})
+
+
+def test_option_value_errors_name_the_token():
+    with pytest.raises(ValueError, match=r"^sft option 'steps_2p5': expected an integer"):
+        opts.resolve("sft", "steps_2p5")

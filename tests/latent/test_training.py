@@ -16,9 +16,9 @@ from softtoken.latent import options as opts
 from softtoken.latent.data import SyntheticConfig, generate_synthetic, prepare_sft_rows
 from softtoken.latent.evaluate import evaluate
 from softtoken.latent.generation import generate
-from softtoken.latent.grpo import train_grpo
+from softtoken.latent.grpo import rl_prompts, train_grpo
 from softtoken.latent.lora import prepare_trainable
-from softtoken.latent.sft import train_sft
+from softtoken.latent.sft import build_pairs, train_sft
 from softtoken.latent.tiny import tiny_latent_model
 from softtoken.latent.tokens import prompt_ids
 
@@ -38,7 +38,8 @@ def _constant_answer(rows):
 def _sft(tokenizer, rows, train, out):
     config = opts.resolve("sft", train)
     model = prepare_trainable(tiny_latent_model(tokenizer, hidden=32), NO_LORA, latent_run=True)
-    train_sft(model, tokenizer, prepare_sft_rows(rows, config), rows[:4], config, EVAL, out)
+    pairs = build_pairs(prepare_sft_rows(rows, config), tokenizer, model, config)
+    train_sft(model, tokenizer, pairs, rows[:4], config, EVAL, out)
     return model.eval()
 
 
@@ -79,7 +80,7 @@ def test_grpo_lowers_latent_count_and_keeps_accuracy(flat_model, tokenizer, tmp_
     before = evaluate(policy, tokenizer, val, EVAL)
     config = opts.resolve("grpo", "num_gen_8/batch_size_32/steps_16/lr_3e-3/beta_1e-3/rel_len_penalty_1e-1/"
                                   "rel_len_acc_req_ALL/max_completion_length_12/eval_steps_1000/save_steps_1000")
-    train_grpo(policy, tokenizer, rows[:-60], val[:4], config, EVAL, tmp_path)
+    train_grpo(policy, tokenizer, rl_prompts(tokenizer, policy, rows[:-60], config), val[:4], config, EVAL, tmp_path)
     after = evaluate(policy, tokenizer, val, EVAL)
     assert after.latent_steps_mean < before.latent_steps_mean
     noise = 2 * (before.accuracy * (1 - before.accuracy) / before.n) ** 0.5 + 1 / before.n
@@ -113,6 +114,7 @@ def test_cot_sft_trains_teacher_only_and_evaluates_without_latents(tokenizer, tm
                                  "save_checkpoint_period_1000")
     model = prepare_trainable(tiny_latent_model(tokenizer, hidden=32), NO_LORA, latent_run=False)
     cot_eval = opts.resolve("eval", "gsm8k-aug-val/max_new_tokens_24/max_examples_4")
-    summary = train_sft(model, tokenizer, prepare_sft_rows(rows, config), rows[:4], config, cot_eval, tmp_path)
+    pairs = build_pairs(prepare_sft_rows(rows, config), tokenizer, model, config)
+    summary = train_sft(model, tokenizer, pairs, rows[:4], config, cot_eval, tmp_path)
     assert summary["steps"] == 3 and summary["eval/latent_steps_mean"] == 0
     assert not any(p.requires_grad for n, p in model.named_parameters() if not n.startswith("base."))

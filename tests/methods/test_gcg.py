@@ -77,7 +77,7 @@ def test_gcg_counts_candidate_passes_as_forward_tokens(tiny_lm):
     config = GCGConfig(search_width=8, topk=4, eval_every=100, filter_ids=False, init_strategy="random")
     result = GCG(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=2, seed=0), Budget(steps=2))
     per_pass = 2 + 3 - 1
-    evaluations = len(result.history["eval/step"])
+    evaluations = result.history["eval/final"].count(False)  # the final entry re-reports a judged prompt
     assert result.backward_tokens == 2 * per_pass
     assert result.forward_tokens == per_pass * (1 + 2 * (1 + 8) + evaluations)
 
@@ -188,9 +188,9 @@ def test_prefix_cache_scoring_matches_full_scoring(tiny_lm):
                             current[None]])  # the unchanged prompt too
     plain, cached = GCG(GCGConfig(candidate_batch_size=7)), GCG(GCGConfig(candidate_batch_size=7, prefix_cache=True))
     run = plain.harness(problem, Budget(steps=1))
-    full_losses, full_exact = plain._score(run, plain.objective(), candidates, current)
+    full_losses, full_exact = plain._score(run, plain.objective(problem), candidates, current)
     before = tiny_lm.tokens.forward
-    losses, exact = cached._score(run, cached.objective(), candidates, current)
+    losses, exact = cached._score(run, cached.objective(problem), candidates, current)
     torch.testing.assert_close(losses, full_losses, rtol=1e-5, atol=1e-6)
     assert torch.equal(exact, full_exact)
     assert tiny_lm.tokens.forward - before < candidates.shape[0] * (5 + 3 - 1)  # the shared prefixes are not recomputed

@@ -29,7 +29,7 @@ def test_reinforce_variance_diagnostic_does_not_change_the_trajectory(tiny_lm, o
 
 def test_reinforce_never_backpropagates_through_the_model(tiny_lm):
     result = _run(FAST, steps=3, tiny_lm=tiny_lm)
-    evaluations = len(result.history["eval/step"])
+    evaluations = result.history["eval/final"].count(False)  # the final entry re-reports a judged prompt
     assert result.backward_tokens == 0
     assert result.forward_tokens == (3 + 4 - 1) * (3 * 4 + evaluations)
 
