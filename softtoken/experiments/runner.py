@@ -21,6 +21,7 @@ from softtoken.data.targets import RankKConfig, Target, TargetSet, generate_rank
 from softtoken.experiments.files import write_json_atomic
 from softtoken.experiments.spec import ConfigPoint, SweepSpec, run_key, run_seed
 from softtoken.experiments.store import RunStore
+from softtoken.lm.frame import build_frame
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def expand_tasks(spec: SweepSpec, points: Sequence[ConfigPoint], targets: Target
     for point in points:
         for seed in point.seeds:
             for target in targets.targets:
-                key = run_key(point.method, point.config_hash, seed, target.id)
+                key = run_key(point.method, point.config_hash, seed, target.id, target.context)
                 if key in seen:
                     raise ValueError(f"entries {seen[key]!r} and {point.label!r} expand to the same run {key!r}")
                 seen[key] = point.label
@@ -84,6 +85,7 @@ def build_targets(spec: SweepSpec, run_dir: Path, load_lm) -> TargetSet:
         saved = run_dir / "targets.json"
         if not saved.is_file():
             lm = load_lm()
+            lm = lm.framed(build_frame(lm.tokenizer, **dataset.context, model_name=lm.name))  # e.g. chat replies
             name = spec.model or "embedded"
             if dataset.generate is not None:
                 data = generate_rank_k(lm, RankKConfig(**dataset.generate), model_name=name)
@@ -91,7 +93,7 @@ def build_targets(spec: SweepSpec, run_dir: Path, load_lm) -> TargetSet:
                 data = generate_reconstruction_set(lm, ReconstructionConfig(**dataset.reconstruction), model_name=name)
             write_json_atomic(saved, data)
         targets = load_targets(saved)
-    return targets.select(list(dataset.ids) if dataset.ids else None, dataset.limit)
+    return targets.select(list(dataset.ids) if dataset.ids else None, dataset.limit).with_context(dataset.context)
 
 
 # ----------------------------------------------------------------------------- one run
@@ -130,6 +132,7 @@ def execute_task(task: RunTask | Mapping[str, Any], lm=None) -> dict[str, Any]:
             torch.set_num_threads(task.threads)
         lm = lm or cached_lm(task.model, task.device, task.dtype)
         target = Target.from_dict(task.target)
+        lm = lm.framed(build_frame(lm.tokenizer, **target.context, model_name=lm.name))
         runner = build_method(task.method if task.preset is None else None, task.preset, dict(task.options))
         problem = Problem(lm=lm, target_ids=target.resolve_ids(lm), prompt_length=task.prompt_length,
                           seed=task.run_seed)

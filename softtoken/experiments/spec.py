@@ -26,10 +26,14 @@ from typing import Any
 
 import yaml
 
+from softtoken.configcheck import check_types
+from softtoken.data.targets import CONTEXT_KEYS
+from softtoken.lm.frame import check_frame_options
+
 TOP_KEYS = {"name", "model", "dataset", "prompt_length", "seeds", "budget", "methods", "device", "dtype",
             "threads_per_run"}
 METHOD_KEYS = {"label", "method", "preset", "options", "grid", "seeds", "budget", "reference"}
-DATASET_KEYS = {"path", "generate", "reconstruction", "limit", "ids"}
+DATASET_KEYS = {"path", "generate", "reconstruction", "limit", "ids", "context"}
 
 
 class SpecError(ValueError):
@@ -47,11 +51,12 @@ class BudgetSpec:
     forward_tokens: int | None = None  # compute per run (positions through the model); None: unlimited
 
     def __post_init__(self) -> None:
-        if self.forward_tokens is not None and (not isinstance(self.forward_tokens, int) or self.forward_tokens < 1):
+        check_types(self)
+        if self.forward_tokens is not None and self.forward_tokens < 1:
             raise ValueError(f"budget.forward_tokens must be an integer >= 1, got {self.forward_tokens!r}")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+        if self.steps is not None and self.steps < 1:
             raise ValueError(f"budget.steps must be an integer >= 1, got {self.steps!r}")
-        if self.seconds is not None and not (isinstance(self.seconds, (int, float)) and self.seconds > 0):
+        if self.seconds is not None and not self.seconds > 0:
             raise ValueError(f"budget.seconds must be > 0, got {self.seconds!r}")
 
 
@@ -63,6 +68,8 @@ class DatasetSpec:
     limit: int | None = None  # keep the first N targets
     ids: tuple[str, ...] | None = None  # keep these target ids
     base_dir: str = "."  # the spec file's directory; a relative `path` is read from there
+    context: Mapping[str, Any] = field(default_factory=dict)  # frame options of every target (CONTEXT_KEYS);
+    # a target's own fields win. Generated sets are generated in this context (e.g. chat replies).
 
     @property
     def resolved_path(self) -> Path | None:
@@ -72,11 +79,16 @@ class DatasetSpec:
         return path if path.is_absolute() else Path(self.base_dir) / path
 
     def __post_init__(self) -> None:
+        check_types(self)
         sources = [s for s in ("path", "generate", "reconstruction") if getattr(self, s) is not None]
         if len(sources) != 1:
             raise ValueError(f"dataset needs exactly one of path, generate, reconstruction; got {sources or 'none'}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"dataset.limit must be >= 1, got {self.limit}")
+        unknown = sorted(set(self.context) - set(CONTEXT_KEYS))
+        if unknown:
+            raise ValueError(f"dataset.context: unknown key(s) {unknown}; valid: {list(CONTEXT_KEYS)}")
+        check_frame_options(**self.context)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +103,7 @@ class MethodSpec:
     reference: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.method is None and self.preset is None:
             raise ValueError(f"method entry {self.label!r} needs `method` or `preset`")
         empty = [k for k, v in self.grid.items() if len(v) == 0]
@@ -117,6 +130,7 @@ class SweepSpec:
     threads_per_run: int | None = None  # torch threads in each run; None: 1 in worker processes
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.prompt_length < 1:
             raise ValueError(f"prompt_length must be >= 1, got {self.prompt_length}")
         if not self.seeds:
@@ -144,6 +158,11 @@ def _build(cls: type, where: str, errors: list[str], **kwargs: Any) -> Any:
         return None
 
 
+def _seeds(value: Any) -> tuple:
+    """`seeds: [1, 2]` or a bare `seeds: 1`; the spec classes check that every seed is an int."""
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
 def _parse_budget(data: Any, where: str, errors: list[str]) -> BudgetSpec | None:
     if data is None:
         return None
@@ -164,6 +183,9 @@ def _parse_method(data: Any, index: int, errors: list[str]) -> MethodSpec | None
         return None
     _check_keys(data, METHOD_KEYS, where, errors)
     grid = data.get("grid") or {}
+    if not isinstance(grid, Mapping):
+        errors.append(f"{where}: grid must be a mapping of option names to lists, got {grid!r}")
+        return None
     bad_grid = [k for k, v in grid.items() if not isinstance(v, list)]
     if bad_grid:
         errors.append(f"{where}: grid values must be lists, not for {bad_grid}")
@@ -172,9 +194,9 @@ def _parse_method(data: Any, index: int, errors: list[str]) -> MethodSpec | None
     seeds = data.get("seeds")
     return _build(
         MethodSpec, f"{where} ({label})", errors, label=label, method=data.get("method"), preset=data.get("preset"),
-        options=dict(data.get("options") or {}), grid={k: tuple(v) for k, v in grid.items()},
-        seeds=None if seeds is None else tuple(int(s) for s in seeds),
-        budget=_parse_budget(data.get("budget"), f"{where}.budget", errors), reference=dict(data.get("reference") or {}),
+        options=data.get("options") or {}, grid={k: tuple(v) for k, v in grid.items()},
+        seeds=None if seeds is None else _seeds(seeds),
+        budget=_parse_budget(data.get("budget"), f"{where}.budget", errors), reference=data.get("reference") or {},
     )
 
 
@@ -201,7 +223,7 @@ def _parse_dataset(data: Any, base_dir: Path, errors: list[str]) -> DatasetSpec 
     return _build(DatasetSpec, "dataset", errors, path=None if path is None else str(path), base_dir=str(base_dir),
                   generate=data.get("generate"),
                   reconstruction=_resolve_source(data.get("reconstruction"), base_dir), limit=data.get("limit"),
-                  ids=None if ids is None else tuple(str(i) for i in ids))
+                  ids=None if ids is None else tuple(str(i) for i in ids), context=data.get("context") or {})
 
 
 def parse_spec(data: Any, base_dir: Path = Path(".")) -> SweepSpec:
@@ -225,8 +247,8 @@ def parse_spec(data: Any, base_dir: Path = Path(".")) -> SweepSpec:
     seeds = data.get("seeds", [0])
     spec = _build(
         SweepSpec, "spec", errors, name=str(data.get("name", "sweep")), dataset=dataset, methods=tuple(methods),
-        model=data.get("model"), prompt_length=int(data.get("prompt_length", 10)),
-        seeds=tuple(int(s) for s in (seeds if isinstance(seeds, list) else [seeds])), budget=budget,
+        model=data.get("model"), prompt_length=data.get("prompt_length", 10),
+        seeds=_seeds(seeds), budget=budget,
         device=str(data.get("device", "cpu")), dtype=str(data.get("dtype", "float32")),
         threads_per_run=data.get("threads_per_run"),
     )
@@ -300,8 +322,12 @@ def resolve_points(spec: SweepSpec) -> list[ConfigPoint]:
     return points
 
 
-def run_key(method: str, config_hash_: str, seed: int, target_id: str) -> str:
-    return f"{method}/{config_hash_}/{seed}/{target_id}"
+def run_key(method: str, config_hash_: str, seed: int, target_id: str, context: Mapping[str, Any] | None = None) -> str:
+    """A run's identity; a target in a context keys on that context too (a bare target's key is unchanged)."""
+    key = f"{method}/{config_hash_}/{seed}/{target_id}"
+    if context:
+        key += "@" + hashlib.sha256(json.dumps(dict(context), sort_keys=True).encode()).hexdigest()[:8]
+    return key
 
 
 def run_seed(key: str) -> int:

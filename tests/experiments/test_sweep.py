@@ -219,3 +219,21 @@ def test_local_pool_stops_with_a_resumable_error_when_a_worker_dies(tiny_spec, t
     with pytest.raises(WorkerDied, match="with 8 runs unfinished; finished runs are saved"):
         list(LocalBackend(workers=2).run(tasks))
     timer.join()
+
+
+def test_a_dataset_context_frames_every_run_and_keys_it(tiny_spec, tmp_path):
+    spec = parse_spec(tiny_spec(seeds=[1], dataset={**tiny_spec()["dataset"], "context": {"prefix": "w1 w2 "}}))
+    bare = parse_spec(tiny_spec(seeds=[1]))
+    run_sweep(spec, tmp_path / "framed", LocalBackend(), progress=False)
+    run_sweep(bare, tmp_path / "bare", LocalBackend(), progress=False)
+    framed = RunStore(tmp_path / "framed").latest()
+    assert {r["result"]["context"]["prefix_ids"] == [5, 6] for r in framed.values()} == {True}
+    assert not set(framed) & set(RunStore(tmp_path / "bare").latest())  # another context, other run keys
+    assert all("@" in key for key in framed)
+
+
+@pytest.mark.parametrize("context, message", [({"prefx": "a"}, "unknown key"), ({"system": "s"}, "needs chat=True"),
+                                              ({"template": "no slot"}, "exactly one {prompt}")])
+def test_a_bad_dataset_context_is_a_spec_error(tiny_spec, context, message):
+    with pytest.raises(ValueError, match=message):
+        parse_spec(tiny_spec(dataset={**tiny_spec()["dataset"], "context": context}))
