@@ -56,6 +56,15 @@ def tiny_model(tiny_tokenizer):
 
 
 @pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, tiny_model, tiny_tokenizer):
+    """The tiny Llama and its tokenizer saved as a model directory (what `--model DIR` loads)."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_lm(tiny_model, tiny_tokenizer):
     from softtoken.lm.softlm import SoftLM
 

@@ -53,14 +53,6 @@ methods:
 """
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_model, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model.save_pretrained(path)
-    tiny_tokenizer.save_pretrained(path)
-    return path
-
-
 @pytest.fixture()
 def no_model(monkeypatch):
     """Loading a model fails the test: every check must come first."""

@@ -8,14 +8,6 @@ from softtoken.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_model, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model.save_pretrained(path)
-    tiny_tokenizer.save_pretrained(path)
-    return path
-
-
 def test_invert_writes_result_json_and_prints_summary(model_dir, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["invert", "w5 w6", "--model", str(model_dir), "--prompt-length", "2",

@@ -16,14 +16,6 @@ runner = CliRunner()
 SEARCH = ["--preset", "gcg", "-o", "search_width=16", "-o", "topk=8", "-o", "init_text= w5", "-o", "eval_every=1"]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_model, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model.save_pretrained(path)
-    tiny_tokenizer.save_pretrained(path)
-    return path
-
-
 def invoke(model_dir, *args):
     return runner.invoke(app, ["invert", *args, "--model", str(model_dir), "--quiet"])
 

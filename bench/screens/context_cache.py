@@ -12,12 +12,10 @@ Usage: python bench/screens/context_cache.py [--threads 1] [--repeats 5]
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import torch
+from timing import seconds, thread_args  # bench/screens/timing.py, next to this script
 
-from softtoken.lm.frame import Frame, chat_frame
+from softtoken.lm.frame import chat_frame
 from softtoken.lm.softlm import as_softlm
 
 SYSTEM = ("You are a careful assistant for a public library. Answer questions about opening hours, loans, "
@@ -26,20 +24,9 @@ SYSTEM = ("You are a careful assistant for a public library. Answer questions ab
           "give dates in full, and keep every reply under three sentences unless the reader asks for more.")
 
 
-def seconds(fn, repeats: int) -> float:
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = thread_args()
     lm = as_softlm(None)
     frame = chat_frame(lm.tokenizer, SYSTEM)
     framed = lm.framed(frame)

@@ -12,24 +12,15 @@ Usage: python bench/screens/scoring_rate.py [--threads 1] [--repeats 5]
 
 from __future__ import annotations
 
-import argparse
-import time
 from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
+from timing import seconds, thread_args  # bench/screens/timing.py, next to this script
 
 from softtoken.lm.softlm import as_softlm
 from softtoken.methods import GCG, Budget, Problem
 from softtoken.methods.gcg import gcg_fast, sample_candidates
-
-
-def seconds(fn, repeats: int) -> float:
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
 
 
 def matmul_peak(rows: int, repeats: int = 20) -> float:
@@ -39,11 +30,7 @@ def matmul_peak(rows: int, repeats: int = 20) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = thread_args()
     lm = as_softlm(None)
     target = tuple(lm.encode(" sky, casting a golden glow over the horizon."))
     problem = Problem(lm=lm, target_ids=target, prompt_length=10, seed=0)

@@ -17,6 +17,7 @@ nanoGCG's documented config (peers.md §1.1); `gcg_paper_lmi()` follows the DLMI
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -288,40 +289,48 @@ class GCG(ConfiguredMethod):
     @torch.no_grad()
     def _score(self, run: RunHarness, objective: Objective, candidates: torch.Tensor,
                current: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L), in batches; with
-        `prefix_cache` and the `current` prompt (L,) they share, from its cached keys and values."""
+        """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L), in chunks of
+        `candidate_batch_size`; with `prefix_cache` and the `current` prompt (L,) they share, from its cached
+        keys and values. Once the time budget is spent, the chunks not yet scored keep loss inf: a budget is
+        a promise about wall time, and one step of long targets can take far longer than the budget."""
         target = run.context.target_tensor(run.lm.device)  # (T,)
+        losses = torch.full((candidates.shape[0],), float("inf"), device=run.lm.device)
+        exact = torch.zeros(candidates.shape[0], dtype=torch.bool, device=run.lm.device)
         with run.lm.compute(self.config.compute_dtype):
             if self.config.prefix_cache and current is not None and isinstance(objective, TargetCE):
-                return self._score_after_prefix(run, objective, candidates, current, target)
-            losses, exact = [], []
-            for chunk in candidates.split(self.config.candidate_batch_size):
-                loss, predictions = objective.hard_loss_and_predictions(run.lm, chunk, run.context)  # (n,), (n, T)
-                losses.append(loss)
-                exact.append((predictions == target).all(-1))
-        return torch.cat(losses), torch.cat(exact)
+                order, score = self._prefix_scorer(run, objective, candidates, current, target)
+            else:
+                order, score = torch.arange(candidates.shape[0], device=run.lm.device), None
+            for number, chunk in enumerate(order.split(self.config.candidate_batch_size)):
+                if number and run.clock.expired():
+                    break
+                if score is None:
+                    loss, predictions = objective.hard_loss_and_predictions(run.lm, candidates[chunk], run.context)
+                    losses[chunk], exact[chunk] = loss, (predictions == target).all(-1)
+                else:
+                    losses[chunk], exact[chunk] = score(chunk)
+        return losses, exact
 
-    def _score_after_prefix(self, run: RunHarness, objective: TargetCE, candidates: torch.Tensor,
-                            current: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Candidates sorted by their first changed position, in chunks of `candidate_batch_size`; each chunk
-        runs only from its smallest first changed position p on. Chunks, not one pass per p: a pass of a
-        few candidates wastes more on small matmuls and per-call overhead than the shorter prefix saves."""
+    def _prefix_scorer(self, run: RunHarness, objective: TargetCE, candidates: torch.Tensor, current: torch.Tensor,
+                       target: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], tuple]]:
+        """Candidates sorted by their first changed position, and a scorer of a chunk of them that runs only
+        from the chunk's smallest first changed position p on. Chunks, not one pass per p: a pass of a few
+        candidates wastes more on small matmuls and per-call overhead than the shorter prefix saves."""
         lm = run.lm
         cache = lm.prefix_cache(lm.embed_ids(lm.to_model_ids(current))[None])
         changed = candidates != current  # (N, L)
         first = torch.where(changed.any(-1), changed.float().argmax(-1), current.numel() - 1)  # (N,)
-        losses = torch.empty(candidates.shape[0], device=lm.device)
-        exact = torch.empty(candidates.shape[0], dtype=torch.bool, device=lm.device)
-        for chunk in first.argsort(stable=True).split(self.config.candidate_batch_size):
+
+        def score(chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             position = int(first[chunk].min())
             suffix = lm.embed_ids(lm.to_model_ids(candidates[chunk, position:]))  # (n, L-p, D)
             if position == 0:
                 logits = lm.teacher_forced_logits(suffix, target)
             else:
                 logits = lm.teacher_forced_logits_after(cache, position, suffix, target)  # (n, T, V_out)
-            losses[chunk] = objective.reduce(logits, target)
-            exact[chunk] = (logits.argmax(-1) == target).all(-1)
-        return losses, exact
+            return objective.reduce(logits, target), (logits.argmax(-1) == target).all(-1)
+
+        return first.argsort(stable=True), score
 
 
 def gcg_paper_lmi() -> GCGConfig:

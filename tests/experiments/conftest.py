@@ -1,4 +1,4 @@
-"""Fixtures for sweep tests: the tiny Llama saved to a directory, a small target file and a spec writer."""
+"""Fixtures for sweep tests: a small target file and a spec writer (the tiny model directory: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,6 @@ import json
 
 import pytest
 import yaml
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory, tiny_model, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model.save_pretrained(path)
-    tiny_tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture()

@@ -194,3 +194,15 @@ def test_prefix_cache_scoring_matches_full_scoring(tiny_lm):
     torch.testing.assert_close(losses, full_losses, rtol=1e-5, atol=1e-6)
     assert torch.equal(exact, full_exact)
     assert tiny_lm.tokens.forward - before < candidates.shape[0] * (5 + 3 - 1)  # the shared prefixes are not recomputed
+
+
+@pytest.mark.parametrize("prefix_cache", [False, True])
+def test_scoring_stops_at_the_deadline_and_leaves_the_rest_unscored(tiny_lm, prefix_cache):
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=4, seed=0)
+    method = GCG(GCGConfig(candidate_batch_size=3, prefix_cache=prefix_cache))
+    run = method.harness(problem, Budget(steps=1))
+    current = torch.tensor([3, 9, 1, 5])
+    candidates = torch.stack([current.roll(shift) for shift in range(8)])  # (8, L)
+    run.clock.expired = lambda: True  # the budget ran out during this step
+    losses, exact = method._score(run, method.objective(problem), candidates, current)
+    assert torch.isfinite(losses).sum() == 3 and not exact[~torch.isfinite(losses)].any()  # one chunk scored
