@@ -123,6 +123,10 @@ CLI_CASES = [
 # Cases that need the tokenizer: the model loads, the optimisation must not start.
 CLI_TOKENIZER_CASES = [
     ("target-loses-words", ["invert", "w5 Paris"], {}, "the target does not survive tokenisation: 'w5 Paris'"),
+    ("longer-than-the-model", ["invert", "w5", "--prompt-length", "200"], {},
+     "prompt (200) + context (0) + target (1) = 201 positions exceed the model's maximum of 128"),
+    ("longer-with-its-context", ["invert", "w5", "--prompt-length", "120", "--prefix", "w1 w2 w3 w4 w5 w6 w7 w8 "], {},
+     "prompt (120) + context (8) + target (1) = 129 positions exceed the model's maximum of 128"),
     ("design-target-loses-words", ["design", "{t}/d.yaml"], {"d.yaml": DESIGN_OK + "target: Paris w5\n"},
      "the target does not survive tokenisation: 'Paris w5'"),
 ]

@@ -126,3 +126,17 @@ def test_a_deprecated_transformers_keyword_from_softtoken_code_fails_the_tests(t
     monkeypatch.setattr(softlm, "cache_kwargs", lambda model, cache: {} if cache is None else {"past_key_values": cache})
     with pytest.raises(AssertionError, match="past_key_values"):  # raised by tests/conftest.py's guard
         tiny_lm.greedy_generate(torch.tensor([[5, 6]]), 3)
+
+
+def test_the_round_trip_catches_a_prompt_that_merges_with_its_template(tiny_lm):
+    from softtoken.lm.evaluation import evaluate_prompts, roundtrip_exact, survives_reencoding
+
+    prompt = [9, 10]  # "w5 w6"
+    glued = Frame(prefix_ids=(5, 6), prefix_text="w1 w2", suffix_ids=(7,), suffix_text=" w3")  # no space before
+    spaced = Frame(prefix_ids=(5, 6), prefix_text="w1 w2 ", suffix_ids=(7,), suffix_text=" w3")
+    for frame, pasteable in ((glued, False), (spaced, True)):
+        lm = tiny_lm.framed(frame)
+        target = lm.greedy_generate(torch.tensor([prompt]), 3)[0].tolist()
+        assert evaluate_prompts(lm, torch.tensor([prompt]), target)[0].exact_match  # the ids work in the frame
+        assert survives_reencoding(lm, prompt) is pasteable  # "w1 w2w5 w6 w3" re-encodes to other ids
+        assert roundtrip_exact(lm, prompt, target) is pasteable
