@@ -116,6 +116,9 @@ def print_summary(result: Result) -> None:
         f"round-trip exact {result.metrics['eval/roundtrip_exact']}",
         f"steps        : {result.steps_run} in {result.wall_time_s:.1f} s; first success at step {result.success_step}",
     ]
+    for index, entry in enumerate(result.metrics.get("eval/targets", [])):  # a universal prompt's targets
+        lines.append(f"target {index:<6}: {entry['output_text']!r} for {entry['target_text']!r} "
+                     f"(exact {entry['exact_match']}, LCS {entry['lcs_ratio']:.2f})")
     overtime = result.metrics.get("time/overtime_s") or 0.0
     if overtime > 0.05:
         lines.append(f"overtime     : {overtime:.1f} s past the time budget (a step in progress and the final judge)")

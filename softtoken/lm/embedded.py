@@ -53,8 +53,13 @@ def _fingerprint(path: Path) -> str:
 
 
 def converted_dir(gguf_path: Path) -> Path:
-    """Cache directory of the safetensors copy of one GGUF file (keyed by name, size and mtime)."""
-    return cache_root() / f"{gguf_path.stem}-{_fingerprint(gguf_path)}"
+    """Cache directory of the safetensors copy of one GGUF file (keyed by name, size and mtime, and by the
+    transformers major version other than 5: transformers 5 writes a tokenizer config that 4.x cannot read)."""
+    import transformers
+
+    major = transformers.__version__.split(".")[0]
+    suffix = "" if major == "5" else f"-transformers{major}"
+    return cache_root() / f"{gguf_path.stem}-{_fingerprint(gguf_path)}{suffix}"
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
