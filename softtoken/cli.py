@@ -16,10 +16,11 @@ from softtoken.api import check_device, check_target, plan_design, plan_invert
 from softtoken.api import design as run_design
 from softtoken.cli_experiments import app as experiments_app
 from softtoken.data.targets import load_targets
+from softtoken.exits import fail
 from softtoken.experiments.batch import invert_targets, summary_rows, universal_problem
 from softtoken.experiments.files import write_json_atomic
-from softtoken.experiments.store import StoreInUse
 from softtoken.experiments.progress import ProgressBarTracker
+from softtoken.experiments.store import StoreInUse
 from softtoken.latent.cli import app as latent_app
 from softtoken.lm.embedded import EmbeddedModelMissing
 from softtoken.methods import Problem, Result
@@ -37,12 +38,6 @@ def root() -> None:
 
 
 USER_ERRORS = (ValueError, EmbeddedModelMissing, FloatingPointError, FileNotFoundError)
-
-
-def fail(message: str) -> None:
-    """One clear line on stderr and exit status 2, never a traceback."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def parse_ids(text: str) -> tuple[int, ...]:

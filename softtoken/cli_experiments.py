@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from softtoken.exits import fail
 from softtoken.experiments.backends import WorkerDied
 from softtoken.experiments.spec import SpecError
 from softtoken.experiments.store import StoreInUse
@@ -17,11 +18,6 @@ app = typer.Typer(help="Target sets, sweeps, reports and benchmarks.", no_args_i
 
 USER_ERRORS = (ValueError, FileNotFoundError, WorkerDied, StoreInUse)
 
-
-def fail(message: str) -> None:
-    """The error on stderr (every line of a SpecError) and exit status 2, never a traceback."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _message(err: Exception) -> str:
@@ -57,7 +53,10 @@ def generate_targets(
     device: str = typer.Option("cpu"), dtype: str = typer.Option("float32"),
 ) -> None:
     """Generate a rank-k target set (or, with --reconstruction, ground-truth prompts and greedy outputs)."""
-    from softtoken.data.reconstruction import ReconstructionConfig, generate_reconstruction_set
+    from softtoken.data.reconstruction import (
+        ReconstructionConfig,
+        generate_reconstruction_set,
+    )
     from softtoken.data.targets import RankKConfig, generate_rank_k
     from softtoken.experiments.files import write_json_atomic
     from softtoken.experiments.runner import cached_lm

@@ -8,10 +8,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
+from softtoken.exits import fail
 from softtoken.latent import options as opts
 from softtoken.lm.embedded import EmbeddedModelMissing
 
@@ -22,13 +23,6 @@ logger = logging.getLogger(__name__)
 MODEL_HELP = "HF id, local dir (a base model or an exported latent model); omit for the embedded SmolLM2"
 DATA_HELP = "local dir with <split>.jsonl/.json or one file; omit to use the hub (needs `datasets`)"
 USER_ERRORS = (ValueError, OSError, EmbeddedModelMissing)
-
-
-# Kept in sync with: softtoken/cli.py (`fail`); latent may not import the cli layer above it.
-def fail(message: str) -> NoReturn:
-    """One `error:` line on stderr and exit status 2, never a traceback."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 @contextmanager
