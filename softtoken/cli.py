@@ -192,7 +192,8 @@ def invert(
 def invert_each(lm, plan, target_set, out: Path, progress) -> None:
     """--targets: each target in turn into OUT/results.jsonl (a rerun resumes), then the summary table."""
     def report(target, result, error: str) -> None:
-        status = f"exact={result.exact_match} LCS {result.metrics['eval/lcs_ratio']:.2f}" if result else f"failed: {error}"
+        lcs = result.metrics["eval/lcs_ratio"] if result else 0.0
+        status = f"exact={result.exact_match} LCS {lcs:.2f}" if result else f"failed: {error}"
         typer.echo(f"{target.id}: {status}", err=True)
 
     try:

@@ -144,9 +144,10 @@ class RunHarness:
 
         `final` (L,): the prompt to judge if nothing was judged yet (the budget ran out first); the final
         judgement is the history's last `eval/*` entry (`eval/final` true), so a run that ends before its
-        first `eval_every` still has a point. `objective` names the loss in `loss/kind`. Token counts cover the search and its
-        judge, not the round-trip report below; the wall time is read last, so it includes every evaluation
-        (fair wall-clock comparisons), and `time/overtime_s` says how far past the time budget it ran."""
+        first `eval_every` still has a point. `objective` names the loss in `loss/kind`. Token counts cover
+        the search and its judge, not the round-trip report below; the wall time is read last, so it
+        includes every evaluation (fair wall-clock comparisons), and `time/overtime_s` says how far past
+        the time budget it ran."""
         if self.judge.best.score is None:
             if final is None:
                 raise RuntimeError(f"{method}: no prompt was judged and no final prompt given")
