@@ -192,7 +192,7 @@ class GCG(ConfiguredMethod):
             current_loss = buffer.best()[0]
             grad = self._token_gradient(run, objective, current)  # (L, V)
             proposal, memory = self._proposal(run, current, grad, memory)  # (L, V)
-            candidates = self._candidates(lm, current, proposal, run.generator)  # (N, L)
+            candidates = self._candidates(run, current, proposal)  # (N, L)
             losses, exact = self._score(run, objective, candidates, current)
             combined = self._filtered(lm, combined_swaps(current, candidates, losses, current_loss,
                                                          cfg.combine_swaps))  # (k, L)
@@ -269,17 +269,18 @@ class GCG(ConfiguredMethod):
             raise NonFiniteLossError(f"GCG loss is {loss.item()}; check the model dtype")
         return torch.autograd.grad(loss, one_hot)[0][0]
 
-    def _candidates(self, lm: SoftLM, current: torch.Tensor, grad: torch.Tensor,
-                    generator: torch.Generator) -> torch.Tensor:
+    def _candidates(self, run: RunHarness, current: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """This step's candidates (N, L). When none survives the re-encoding filter (a start whose other
+        positions already do not round-trip, e.g. a relaxed method's prompt: every single swap keeps the
+        bad pair), they are kept unfiltered for this step, so the search can move out of it; the judge's
+        round trip still reports whether the final prompt pastes."""
         cfg = self.config
         candidates = sample_candidates(current, grad, search_width=cfg.search_width, topk=cfg.topk,
-                                       n_replace=cfg.n_replace, generator=generator, distinct=cfg.distinct_swaps)
-        if not cfg.filter_ids:
-            return candidates
-        kept = self._filtered(lm, candidates)
+                                       n_replace=cfg.n_replace, generator=run.generator, distinct=cfg.distinct_swaps)
+        kept = self._filtered(run.lm, candidates)
         if kept.shape[0] == 0:
-            raise RuntimeError("GCG: no candidate survives decode -> re-encode; set filter_ids=False "
-                               "or change init_strategy")
+            run.record({"search/unfiltered_step": run.step})
+            return candidates
         return kept
 
     def _filtered(self, lm: SoftLM, candidates: torch.Tensor) -> torch.Tensor:

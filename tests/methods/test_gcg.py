@@ -3,9 +3,16 @@ import itertools
 import pytest
 import torch
 
+from softtoken.lm.frame import Frame
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods import GCG, Budget, GCGConfig, Problem
-from softtoken.methods.gcg import Buffer, combined_swaps, model_proposal_gradient, roundtrip_mask, sample_candidates
+from softtoken.methods.gcg import (
+    Buffer,
+    combined_swaps,
+    model_proposal_gradient,
+    roundtrip_mask,
+    sample_candidates,
+)
 
 
 def test_gcg_candidates_come_from_the_topk_of_the_negative_gradient():
@@ -35,10 +42,10 @@ def test_gcg_never_samples_masked_tokens(tiny_model, tiny_tokenizer):
     seen = []
 
     class Spy(GCG):
-        def _candidates(self, lm, current, grad, generator):
+        def _candidates(self, run, current, grad):
             assert grad.shape == (3, allowed.numel())  # the one-hot lives on the prompt vocabulary only
-            candidates = super()._candidates(lm, current, grad, generator)
-            seen.append(lm.to_model_ids(candidates))
+            candidates = super()._candidates(run, current, grad)
+            seen.append(run.lm.to_model_ids(candidates))
             return candidates
 
     result = Spy(GCGConfig(search_width=32, topk=3, eval_every=1, init_strategy="zeros")).run(
@@ -206,3 +213,11 @@ def test_scoring_stops_at_the_deadline_and_leaves_the_rest_unscored(tiny_lm, pre
     run.clock.expired = lambda: True  # the budget ran out during this step
     losses, exact = method._score(run, method.objective(problem), candidates, current)
     assert torch.isfinite(losses).sum() == 3 and not exact[~torch.isfinite(losses)].any()  # one chunk scored
+
+
+def test_a_start_that_does_not_round_trip_is_searched_out_of_unfiltered(tiny_lm):
+    glued = Frame(prefix_ids=(5,), prefix_text="w1")  # "w1" + the prompt's text merges: nothing round-trips
+    problem = Problem(lm=tiny_lm.framed(glued), target_ids=(7, 8), prompt_length=2)
+    result = GCG(GCGConfig(search_width=8, topk=4, eval_every=1, init_strategy="zeros")).run(problem, Budget(steps=2))
+    assert result.history["search/unfiltered_step"] == [1, 2] and result.steps_run == 2
+    assert result.metrics["eval/roundtrip_exact"] is False
