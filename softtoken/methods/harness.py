@@ -50,19 +50,21 @@ class PromptJudge:
         """Score one prompt (L,) of prompt-vocabulary indices and offer it as the best."""
         prompt = self.lm.to_model_ids(prompt_index)  # (L,)
         key = tuple(prompt.tolist())
-        if key not in self.cache:
-            self.cache[key] = combine_scores(self.per_target(prompt.unsqueeze(0)))
-        self.best.offer(self.cache[key], step)
-        return self.cache[key]
+        score = combine_scores(self.per_target(key))
+        self.best.offer(score, step)
+        return score
 
-    def per_target(self, prompt_ids: torch.Tensor) -> list[PromptScore]:
-        """The greedy judgement of one prompt (1, L) of model ids on each target, in its own frame."""
-        return [evaluate_prompts(lm, prompt_ids, target)[0] for lm, target in self.problem.framed_targets()]
+    def per_target(self, prompt_ids: tuple[int, ...]) -> list[PromptScore]:
+        """The greedy judgement of one prompt (model ids) on each target, in its own frame; cached by ids."""
+        if prompt_ids not in self.cache:
+            ids = torch.tensor([prompt_ids], device=self.lm.device)
+            self.cache[prompt_ids] = [evaluate_prompts(lm, ids, target)[0]
+                                      for lm, target in self.problem.framed_targets()]
+        return self.cache[prompt_ids]
 
     def confirm_best(self) -> None:
         """Re-score the best prompt through the evaluator (when it was scored by another route)."""
-        ids = torch.tensor([self.best.score.prompt_ids], device=self.lm.device)
-        self.best.score = combine_scores(self.per_target(ids))
+        self.best.score = combine_scores(self.per_target(tuple(self.best.score.prompt_ids)))
 
     @property
     def exact(self) -> bool:
@@ -190,7 +192,7 @@ class RunHarness:
 
     def _target_report(self, score: PromptScore) -> list[dict[str, Any]]:
         """A universal prompt's judgement on each target."""
-        scores = self.judge.per_target(torch.tensor([score.prompt_ids], device=self.lm.device))
+        scores = self.judge.per_target(tuple(score.prompt_ids))  # judged already: read from the cache
         return [{"target_text": self.lm.decode(target), "output_text": self.lm.decode(s.output_ids),
                  "exact_match": s.exact_match, "lcs_ratio": s.lcs_ratio}
                 for s, (_, target) in zip(scores, self.problem.framed_targets())]

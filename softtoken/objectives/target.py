@@ -212,7 +212,7 @@ def per_target(objective: _NeedsTarget, targets: tuple[FramedTarget, ...]) -> tu
 
 
 @dataclass(frozen=True, kw_only=True)
-class MeanTarget(Objective):
+class MeanTarget(_NeedsTarget):
     """The mean loss of several target objectives on one prompt (a universal prompt's loss); predictions are
     concatenated in order, so they equal the concatenated targets exactly when every target is hit."""
 
@@ -231,18 +231,7 @@ class MeanTarget(Objective):
         for part in self.parts:
             part.check(lm, context)
 
-    def loss(self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
-        return self.loss_and_predictions(lm, probs, context)[0]
-
-    def loss_and_predictions(self, lm: SoftLM, probs: torch.Tensor,
-                             context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._mean(lm, lm.embed_probs(probs), context)
-
-    def hard_loss_and_predictions(self, lm: SoftLM, index: torch.Tensor,
-                                  context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._mean(lm, lm.embed_ids(lm.to_model_ids(index)), context)
-
-    def _mean(self, lm: SoftLM, embeds: torch.Tensor, context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score(self, lm: SoftLM, embeds: torch.Tensor, context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
         scored = [part._score(lm, embeds, context) for part in self.parts]
         losses = torch.stack([loss for loss, _ in scored]).mean(0)  # (B,)
         return losses, torch.cat([predictions for _, predictions in scored], dim=-1)  # (B, sum T)

@@ -59,7 +59,7 @@ def test_universal_success_needs_every_target(tiny_lm):
     wrong = (targets[0], dataclasses.replace(targets[1], target_ids=(targets[1].target_ids[0], 3)))
     judge = PromptJudge(Problem(lm=tiny_lm, prompt_length=2, universal=wrong))
     score = judge.score(prompt, step=1)
-    first, second = judge.per_target(tiny_lm.to_model_ids(prompt).unsqueeze(0))
+    first, second = judge.per_target(tuple(tiny_lm.to_model_ids(prompt).tolist()))
     assert first.exact_match and not second.exact_match and not score.exact_match
     assert score.lcs_ratio == pytest.approx((first.lcs_ratio + second.lcs_ratio) / 2)
     assert score.output_ids == first.output_ids + second.output_ids
