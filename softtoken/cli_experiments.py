@@ -83,7 +83,8 @@ def sweep(
     spec_file: Path = typer.Argument(..., help="Sweep spec (YAML)."),
     out: Path = typer.Option(..., help="Run directory; an existing one is resumed."),
     model: Optional[str] = typer.Option(None, help="Override the spec's model."),
-    dataset: Optional[str] = typer.Option(None, help="Override the spec's dataset with a target file."),
+    dataset: Optional[str] = typer.Option(None, help="Override the spec's dataset with a target file (latent: "
+                                          "a data directory)."),
     backend: str = typer.Option("local", help="local or ray."),
     workers: int = typer.Option(1, help="Local worker processes (or CPUs of a local Ray)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (e.g. auto); default: start a local Ray."),
@@ -94,24 +95,46 @@ def sweep(
     dry_run: bool = typer.Option(False, help="Validate and count runs, run nothing."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
-    """Run every (method, config, seed, target) of SPEC not yet finished in OUT."""
-    from softtoken.experiments.spec import load_spec
+    """Run every (method, config, seed, target) of SPEC not yet finished in OUT; a latent spec (kind: latent)
+    runs every (entry, seed)."""
+    from softtoken.experiments.spec import load_spec, read_spec_file, spec_kind
     from softtoken.experiments.sweep import run_sweep, validate, with_overrides
 
     logging.basicConfig(level=logging.WARNING)
     try:
-        spec = with_overrides(load_spec(spec_file), model=model, dataset_path=dataset)
-        if dry_run:
-            points = validate(spec)
-            typer.echo(f"spec is valid: {len(points)} configurations; "
-                       f"{sum(len(p.seeds) for p in points)} (configuration, seed) pairs per target")
-            return
-        summary = run_sweep(spec, out, _backend(backend, workers, address, cpus_per_run, gpus_per_run, max_retries),
-                            retry_failed=retry_failed, progress=not quiet)
+        if spec_kind(read_spec_file(spec_file)) == "latent":
+            if backend != "local":
+                raise ValueError("latent sweeps run on the local backend; use --workers N")
+            summary = _latent_sweep(spec_file, out, model, dataset, workers, retry_failed, dry_run, quiet)
+        else:
+            spec = with_overrides(load_spec(spec_file), model=model, dataset_path=dataset)
+            summary = None
+            if dry_run:
+                points = validate(spec)
+                typer.echo(f"spec is valid: {len(points)} configurations; "
+                           f"{sum(len(p.seeds) for p in points)} (configuration, seed) pairs per target")
+            else:
+                backend_ = _backend(backend, workers, address, cpus_per_run, gpus_per_run, max_retries)
+                summary = run_sweep(spec, out, backend_, retry_failed=retry_failed, progress=not quiet)
     except USER_ERRORS as err:
         fail(_message(err))
-    typer.echo(f"{summary.total} runs: {summary.skipped} already done, {summary.ok} ok, {summary.failed} failed "
-               f"-> {out / 'results.jsonl'}")
+    if summary is not None:
+        typer.echo(f"{summary.total} runs: {summary.skipped} already done, {summary.ok} ok, {summary.failed} "
+                   f"failed -> {out / 'results.jsonl'}")
+
+
+def _latent_sweep(spec_file: Path, out: Path, model: Optional[str], dataset: Optional[str], workers: int,
+                  retry_failed: bool, dry_run: bool, quiet: bool):
+    """The summary of a latent sweep, or None after a dry run (which prints the count)."""
+    from softtoken.experiments.latent_spec import load_latent_spec
+    from softtoken.experiments.latent_sweep import run_latent_sweep
+
+    spec = load_latent_spec(spec_file, model=model, data_path=dataset)
+    if dry_run:
+        typer.echo(f"spec is valid: {len(spec.points)} entries; {len(spec.points) * len(spec.seeds)} "
+                   "(entry, seed) runs")
+        return None
+    return run_latent_sweep(spec, out, workers=workers, retry_failed=retry_failed, progress=not quiet)
 
 
 @app.command()
@@ -120,13 +143,16 @@ def report(
     out: Optional[Path] = typer.Option(None, help="Where to write the report (default: RUN_DIR)."),
     figures: bool = typer.Option(True, help="Write PNG figures (needs matplotlib)."),
 ) -> None:
-    """Write report.md, report.html, table.tex and figures/ for RUN_DIR."""
+    """Write report.md, report.html, table.tex and figures/ for RUN_DIR (a latent sweep's tables are also printed)."""
     from softtoken.experiments.report import write_report
+    from softtoken.experiments.store import sweep_kind
 
     try:
         paths = write_report(run_dir, out, figures=figures)
     except USER_ERRORS as err:
         fail(_message(err))
+    if sweep_kind(run_dir) == "latent":
+        typer.echo(paths["markdown"].read_text(encoding="utf-8"))
     typer.echo("\n".join(f"{kind:9s}: {path}" for kind, path in paths.items()))
 
 

@@ -19,8 +19,8 @@ import torch
 from softtoken.configcheck import check_types
 from softtoken.engine.config import StageConfig
 from softtoken.engine.stage import Monitor, StageResult, run_stage
-from softtoken.metrics.tracking import Tracker
 from softtoken.lm.softlm import SoftLM
+from softtoken.metrics.tracking import Tracker
 from softtoken.objectives.base import Objective, ObjectiveContext, build_objective
 
 

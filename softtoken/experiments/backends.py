@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from softtoken.experiments.runner import RunTask, execute_task, failed_record, iter_serial
+from softtoken.experiments.runner import RunTask, execute_task, failed_record
 
 logger = logging.getLogger(__name__)
 
@@ -74,16 +74,19 @@ class LocalBackend:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
 
-    def run(self, tasks: Sequence[RunTask]) -> Iterator[dict[str, Any]]:
+    def run(self, tasks: Sequence[RunTask], execute: Callable[[Any], dict[str, Any]] = execute_task
+            ) -> Iterator[dict[str, Any]]:
+        """Records of `tasks`; `execute` (a module-level function, so workers can import it) maps a task or
+        its `to_dict()` to its record: inversion runs by default, latent runs for latent sweeps."""
         if self.workers == 1 or len(tasks) <= 1:
-            yield from iter_serial(tasks)
+            yield from (execute(task) for task in tasks)
             return
         tasks = _one_thread_unless_set(tasks)
         # spawn, not fork: forking a process that already holds torch threads can deadlock.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_exit_with_parent,
                                  initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(execute_task, task.to_dict()): task for task in tasks}
+            futures = {pool.submit(execute, task.to_dict()): task for task in tasks}
             for finished, future in enumerate(as_completed(futures)):
                 try:
                     record = future.result()

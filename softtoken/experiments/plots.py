@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,7 @@ def loss_panels(runs: Sequence[RunCurves], axis: str) -> dict[str, dict[str, Poi
 
 
 # ----------------------------------------------------------------------------- figures
-def _pyplot():
+def pyplot():
     import matplotlib  # optional extra
 
     matplotlib.use("Agg")
@@ -132,7 +132,7 @@ def _pyplot():
 
 
 def lcs_by_k_figure(summary: Mapping[str, Mapping[str, Any]]):
-    plt = _pyplot()
+    plt = pyplot()
     ks = sorted({k for s in summary.values() for k in s["by_k"] if k is not None})
     labels = list(summary)
     width = 0.8 / max(len(labels), 1)
@@ -153,7 +153,7 @@ def curve_figure(panels: Mapping[str, Mapping[str, Points]], xlabel: str, *, log
                  ylim: tuple[float, float] | None = None):
     """One panel per y label, one line per method label; a curve of one point is a marker (a line of one
     point is invisible)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(panels), 1, figsize=(6, 3.5 * len(panels)), squeeze=False)
     for ax, (ylabel, curves) in zip(axes[:, 0], panels.items()):
         for label, (x, y) in curves.items():
@@ -193,14 +193,19 @@ def build_figures(summary: Mapping[str, Any], runs: Sequence[RunCurves]) -> Iter
             yield caption, name, curve_figure({caption: curves}, "step", log_y=True)
 
 
-def write_figures(summary: Mapping[str, Any], runs: Sequence[RunCurves], out_dir: Path) -> dict[str, Path]:
-    """Write every figure the data supports; return {caption: path}."""
-    plt = _pyplot()
+def save_figures(figures: Iterable[tuple[str, str, Any]], out_dir: Path) -> dict[str, Path]:
+    """Save (caption, file name, figure) triples as PNGs in out_dir; return {caption: path}."""
+    plt = pyplot()
     written = {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    for caption, name, fig in build_figures(summary, runs):
+    for caption, name, fig in figures:
         fig.tight_layout()
         fig.savefig(out_dir / name, dpi=110)
         plt.close(fig)
         written[caption] = out_dir / name
     return written
+
+
+def write_figures(summary: Mapping[str, Any], runs: Sequence[RunCurves], out_dir: Path) -> dict[str, Path]:
+    """Write every figure the data supports; return {caption: path}."""
+    return save_figures(build_figures(summary, runs), out_dir)

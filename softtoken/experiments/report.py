@@ -18,10 +18,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from softtoken.experiments.plots import RunCurves, run_curves, write_figures
-from softtoken.experiments.store import RunStore
+from softtoken.experiments.store import RunStore, sweep_kind
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,8 +110,13 @@ class Stat:
         return f"{self.mean:.{digits}f} ± {self.stderr:.{digits}f}"
 
 
-def over_seeds(rows: Sequence[RunRow], value: Callable[[RunRow], float]) -> Stat:
-    """Mean over targets within each seed, then mean and standard error over seeds."""
+class Seeded(Protocol):
+    seed: int
+
+
+def over_seeds(rows: Sequence[Seeded], value: Callable[[Any], float]) -> Stat:
+    """Mean over targets within each seed, then mean and standard error over seeds (any rows with a seed:
+    inversion runs, or latent runs with one row per seed)."""
     by_seed = defaultdict(list)
     for row in rows:
         by_seed[row.seed].append(value(row))
@@ -268,7 +273,7 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
 
 
 # ----------------------------------------------------------------------------- LaTeX
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
     """Escape LaTeX specials outside $...$, so labels like DLMI($\\tau=100$) keep their math."""
     parts = text.split("$")
     for i in range(0, len(parts), 2):  # even parts are outside math
@@ -288,7 +293,7 @@ def to_latex(summary: dict[str, dict[str, Any]]) -> str:
              " & ".join(head) + " \\\\", "\\midrule"]
     for label, s in summary.items():
         by_k = [cell(s["by_k"][k]["lcs"]) if k in s["by_k"] else "--" for k in ks]
-        lines.append(" & ".join([_latex_escape(label), cell(s["success"]), cell(s["lcs"]),
+        lines.append(" & ".join([latex_escape(label), cell(s["success"]), cell(s["lcs"]),
                                  cell(s["token_accuracy"])] + by_k) + " \\\\")
     caption = ("\\caption{Greedy-decoding success rate, LCS ratio and token accuracy of the best discrete prompt; "
                "mean $\\pm$ standard error over seeds.}")
@@ -304,6 +309,11 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
     if not store.results.is_file():
         raise FileNotFoundError(f"no {store.results.name} in {str(run_dir)!r}: not a sweep directory")
     out_dir = Path(out_dir) if out_dir is not None else run_dir
+    if sweep_kind(run_dir) == "latent":
+        # Imported here: latent_report builds on this module.
+        from softtoken.experiments.latent_report import write_latent_report
+
+        return write_latent_report(store, out_dir, figures=figures)
     rows, failed, curves = load_runs(store)
     summary = summarize(rows)
     pictures = {}

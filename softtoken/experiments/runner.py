@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -189,8 +189,3 @@ def drive(tasks: Sequence[RunTask], store: RunStore, records: Iterable[dict[str,
     finally:
         bar.close()
     return SweepSummary(total=total, skipped=total - len(tasks), ok=ok, failed=failed)
-
-
-def iter_serial(tasks: Sequence[RunTask]) -> Iterator[dict[str, Any]]:
-    for task in tasks:
-        yield execute_task(task)

@@ -30,8 +30,9 @@ from softtoken.configcheck import check_types
 from softtoken.data.targets import CONTEXT_KEYS
 from softtoken.lm.frame import check_frame_options
 
-TOP_KEYS = {"name", "model", "dataset", "prompt_length", "seeds", "budget", "methods", "device", "dtype",
+TOP_KEYS = {"name", "kind", "model", "dataset", "prompt_length", "seeds", "budget", "methods", "device", "dtype",
             "threads_per_run"}
+SPEC_KINDS = ("inversion", "latent")  # `kind:` of a spec; inversion when absent (latent: latent_spec.py)
 METHOD_KEYS = {"label", "method", "preset", "options", "grid", "seeds", "budget", "reference"}
 DATASET_KEYS = {"path", "generate", "reconstruction", "limit", "ids", "context"}
 
@@ -257,14 +258,29 @@ def parse_spec(data: Any, base_dir: Path = Path(".")) -> SweepSpec:
     return spec
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    path = Path(path)
+def read_spec_file(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"spec file not found: {str(path)!r}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise SpecError([f"{path.name}: not valid YAML ({str(err).splitlines()[0]})"]) from err
+
+
+def spec_kind(data: Any) -> str:
+    """The `kind:` of a spec read from YAML: inversion (the default) or latent."""
+    kind = data.get("kind", "inversion") if isinstance(data, Mapping) else "inversion"
+    if kind not in SPEC_KINDS:
+        raise SpecError([f"spec: kind must be one of {list(SPEC_KINDS)}, got {kind!r}"])
+    return kind
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    data = read_spec_file(path)
+    kind = spec_kind(data)
+    if kind != "inversion":
+        raise SpecError([f"{path.name} is a {kind} spec; only `softtoken sweep` runs it"])
     return parse_spec(data, path.parent)
 
 

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 RESULTS = "results.jsonl"
 HISTORIES = "histories"
 LOCK = ".lock"
+SPEC = "spec.json"
 
 
 class StoreInUse(RuntimeError):
@@ -38,6 +39,17 @@ class StoreInUse(RuntimeError):
 
 def history_name(key: str) -> str:
     return f"{HISTORIES}/{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def saved_spec(root: str | Path) -> dict[str, Any]:
+    """The spec a sweep saved in its directory ({} when there is none)."""
+    path = Path(root) / SPEC
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def sweep_kind(root: str | Path) -> str:
+    """"latent" for a latent sweep's directory (its spec says so), else "inversion"."""
+    return saved_spec(root).get("kind", "inversion")
 
 
 def is_run_record(value: Any) -> bool:

@@ -21,7 +21,7 @@ from softtoken.experiments.runner import (
     pending_tasks,
 )
 from softtoken.experiments.spec import ConfigPoint, SpecError, SweepSpec, resolve_points
-from softtoken.experiments.store import RunStore
+from softtoken.experiments.store import RunStore, sweep_kind
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def prepare(spec: SweepSpec, points: Sequence[ConfigPoint], store: RunStore, *,
 
     The caller holds the store for writing (`RunStore.writing`)."""
     run_dir = store.root
+    if sweep_kind(run_dir) != "inversion":
+        raise ValueError(f"{run_dir} holds a {sweep_kind(run_dir)} sweep; use a new --out for the inversion one")
     targets = build_targets(spec, run_dir, lambda: cached_lm(spec.model, spec.device, spec.dtype))
     tasks = expand_tasks(spec, points, targets, threads=threads)
     resolved = json.loads(json.dumps(asdict(spec), default=list))

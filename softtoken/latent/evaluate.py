@@ -18,6 +18,7 @@ from softtoken.latent.data import find_number
 from softtoken.latent.generation import generate
 from softtoken.latent.model import LatentLM
 from softtoken.latent.options import EvalConfig
+from softtoken.latent.precision import bf16_autocast
 from softtoken.latent.tokens import TokenIds, answer_prefix_ids, prompt_ids
 
 logger = logging.getLogger(__name__)
@@ -81,10 +82,11 @@ class EvalResult:
     latent_steps_mean: float
     lengths: list[int]
     correct: list[bool]
+    latent_steps: list[int]  # per row, as `Scored.latent_steps`
 
     def summary(self) -> dict[str, float]:
         data = asdict(self)
-        return {f"eval/{k}": v for k, v in data.items() if k not in ("lengths", "correct")}
+        return {f"eval/{k}": v for k, v in data.items() if k not in ("lengths", "correct", "latent_steps")}
 
 
 def evaluate(model: LatentLM, tokenizer: Any, rows: list[dict], config: EvalConfig) -> EvalResult:
@@ -95,8 +97,9 @@ def evaluate(model: LatentLM, tokenizer: Any, rows: list[dict], config: EvalConf
     for start in range(0, len(rows), config.batch_size):
         chunk = rows[start : start + config.batch_size]
         prompts = [eval_prompt(tokenizer, model.ids, r["question"], config) for r in chunk]
-        out = generate(model, prompts, max_new_tokens=config.max_new_tokens,
-                       max_latent_steps=model.settings.max_latent_steps)
+        with bf16_autocast(model, config.autocast_bf16):
+            out = generate(model, prompts, max_new_tokens=config.max_new_tokens,
+                           max_latent_steps=model.settings.max_latent_steps)
         truncated += sum(out.truncated)
         scored += [score(p, c, r["answer"], tokenizer=tokenizer, ids=model.ids, latent=config.latent_thinking,
                          require_eos=False) for p, c, r in zip(prompts, out.completions, chunk, strict=True)]
@@ -108,7 +111,7 @@ def evaluate(model: LatentLM, tokenizer: Any, rows: list[dict], config: EvalConf
         length_mean=statistics.fmean(lengths) if lengths else 0.0,
         length_std=statistics.pstdev(lengths) if lengths else 0.0, length_max=max(lengths, default=0),
         latent_steps_mean=statistics.fmean(s.latent_steps for s in scored) if scored else 0.0,
-        lengths=lengths, correct=[s.correct for s in scored],
+        lengths=lengths, correct=[s.correct for s in scored], latent_steps=[s.latent_steps for s in scored],
     )
 
 

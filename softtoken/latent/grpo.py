@@ -36,8 +36,10 @@ from softtoken.latent.loop import GuardedLoop, LoopConfig
 from softtoken.latent.lora import make_optimizer
 from softtoken.latent.model import LatentLM
 from softtoken.latent.options import EvalConfig, GrpoConfig
+from softtoken.latent.precision import bf16_autocast
 from softtoken.latent.rewards import group_advantages, group_rewards
 from softtoken.latent.tokens import prompt_ids
+from softtoken.metrics.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +80,10 @@ def grpo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, advantages: torch.Tens
 
 
 def train_grpo(policy: LatentLM, tokenizer: Any, prompts: list[tuple[list[int], dict]], val_rows: list[dict],
-               config: GrpoConfig, eval_config: EvalConfig, run_dir: Path) -> dict:
+               config: GrpoConfig, eval_config: EvalConfig, run_dir: Path, tracker: Tracker | None = None) -> dict:
     """`policy` must already have its trainable parameters set; the reference is a frozen copy of it.
-    `prompts` come from `rl_prompts`, so data errors surface before anything is written."""
+    `prompts` come from `rl_prompts`, so data errors surface before anything is written. `tracker`, if
+    given, gets every step's metrics as well as metrics.jsonl (the caller closes it)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     reference = copy.deepcopy(policy).eval()
     for p in reference.parameters():
@@ -89,7 +92,7 @@ def train_grpo(policy: LatentLM, tokenizer: Any, prompts: list[tuple[list[int], 
     loop = GuardedLoop(run_dir, policy, optimizer, LoopConfig(
         steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, lr_schedule=config.lr_schedule,
         max_grad_norm=config.max_grad_norm, spike_factor=config.spike_factor, max_rollbacks=config.max_rollbacks,
-        save_every=config.save_steps, keep=config.save_limit, seed=config.seed))
+        save_every=config.save_steps, keep=config.save_limit, seed=config.seed), tracker)
     loop.start()
     if config.eval_on_start and loop.state.step == 0:
         loop.log({"step": 0, **evaluate(policy, tokenizer, val_rows, eval_config).summary()})
@@ -114,9 +117,10 @@ def _grpo_step(policy: LatentLM, reference: LatentLM, tokenizer: Any, prompts: l
     picks = torch.randint(len(prompts), (config.prompts_per_step,), generator=generator).tolist()
     batch = [prompts[i] for i in picks for _ in range(config.num_generations)]
     policy.eval()  # sampling without dropout; the update below runs in train mode
-    out = generate(policy, [p for p, _ in batch], max_new_tokens=config.max_completion_length,
-                   max_latent_steps=policy.settings.max_latent_steps, temperature=config.temperature,
-                   generator=generator)
+    with bf16_autocast(policy, config.autocast_bf16):
+        out = generate(policy, [p for p, _ in batch], max_new_tokens=config.max_completion_length,
+                       max_latent_steps=policy.settings.max_latent_steps, temperature=config.temperature,
+                       generator=generator)
     scored = [score(p, c, r["answer"], tokenizer=tokenizer, ids=policy.ids, latent=True, require_eos=True)
               for (p, r), c in zip(batch, out.completions, strict=True)]
     rewards = torch.tensor(group_rewards(scored, config))
@@ -128,9 +132,11 @@ def _grpo_step(policy: LatentLM, reference: LatentLM, tokenizer: Any, prompts: l
     for start in range(0, len(batch), config.micro_batch):
         part = slice(start, start + config.micro_batch)
         ids, mask, comp = sequence_batch([p for p, _ in batch[part]], completions[part], policy.ids.pad)
-        with torch.no_grad():
+        # token_logprobs takes float32 log-probs of the (possibly bf16) logits; the loss is outside autocast.
+        with torch.no_grad(), bf16_autocast(reference, config.autocast_bf16):
             ref_logp = token_logprobs(reference, ids, mask)
-        logp = token_logprobs(policy, ids, mask)
+        with bf16_autocast(policy, config.autocast_bf16):
+            logp = token_logprobs(policy, ids, mask)
         loss = grpo_loss(logp, ref_logp, advantages[part], comp[:, 1:], config.beta, n_tokens)
         loss.backward()
         total += float(loss.detach())

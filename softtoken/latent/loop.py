@@ -18,12 +18,16 @@ from pathlib import Path
 
 import torch
 
+from softtoken.engine.schedules import Ramp
 from softtoken.latent.checkpoint import checkpoint_dirs, load_checkpoint, prune_checkpoints, save_checkpoint, step_dir
+from softtoken.metrics.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
 _HISTORY = 10  # good steps before spike detection starts
 _EMA = 0.9
+# lr factor reached at the last step by each `lr_schedule` (a registered engine schedule starting at 1).
+_DECAY_END = {"constant": 1.0, "cosine": 0.0}
 
 
 @dataclass
@@ -42,7 +46,7 @@ class LoopConfig:
     steps: int  # >= 1
     lr: float  # > 0
     warmup_steps: int = 0
-    lr_schedule: str = "constant"  # constant | cosine
+    lr_schedule: str = "constant"  # a key of _DECAY_END
     max_grad_norm: float = 1.0
     spike_factor: float | None = 5.0  # None = only non-finite values count as divergence
     max_rollbacks: int = 5
@@ -50,23 +54,39 @@ class LoopConfig:
     keep: int | None = None  # checkpoints kept; None = all
     seed: int = 0  # with the step, keys the global generator that dropout draws from
 
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in _DECAY_END:
+            raise ValueError(f"lr_schedule must be one of {sorted(_DECAY_END)}, got {self.lr_schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+
 
 def lr_factor(step: int, config: LoopConfig) -> float:
-    """Linear warmup, then constant or cosine decay to 0 at `steps`."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    if config.lr_schedule == "constant":
-        return 1.0
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    """Linear warmup (step 0 already at 1/warmup), then the engine's `lr_schedule` from 1 over the rest."""
+    warmup = config.warmup_steps
+    if step < warmup:
+        return Ramp(start=0.0, end=1.0).value(step + 1, warmup)
+    decay = Ramp(start=1.0, end=_DECAY_END[config.lr_schedule], schedule=config.lr_schedule)
+    return decay.value(step - warmup, max(1, config.steps - warmup))
+
+
+def tracker_metrics(record: dict) -> dict[str, float]:
+    """A step record of metrics.jsonl as slash-keyed tracker metrics (inversion's names where they exist)."""
+    renamed = {"loss": "loss/total", "lr": "optim/lr", "grad_norm": "optim/grad_norm"}
+    return {renamed.get(key, key if "/" in key else f"train/{key}"): value
+            for key, value in record.items() if key != "step"}
 
 
 class GuardedLoop:
-    """`step_fn(step)` runs forward + backward for one optimiser step and returns (loss, metrics)."""
+    """`step_fn(step)` runs forward + backward for one optimiser step and returns (loss, metrics).
+
+    Every optimiser step's record goes to metrics.jsonl and, when given, to `tracker` (which the caller
+    closes). Rollback records and out-of-loop `log` calls go to the file only."""
 
     def __init__(self, run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 config: LoopConfig) -> None:
+                 config: LoopConfig, tracker: Tracker | None = None) -> None:
         self.root, self.model, self.optimizer, self.config = Path(run_dir) / "checkpoints", model, optimizer, config
+        self.tracker = tracker
         self.state = LoopState()
         self.metrics_path = Path(run_dir) / "metrics.jsonl"
 
@@ -132,11 +152,7 @@ class GuardedLoop:
         self.log({"step": step, "rollback": reason, "to": target.name})
 
     def run(self, step_fn: Callable[[int], tuple[float, dict]], after_step: Callable[[int], dict] | None = None) -> None:
-        from tqdm.auto import tqdm
-
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        # disable=None: a bar on terminals only, silent in logs and tests.
-        progress = tqdm(total=self.config.steps, initial=self.state.step, desc="steps", disable=None)
         while self.state.step < self.config.steps:
             step = self.state.step
             if step in self.state.skipped:
@@ -155,7 +171,6 @@ class GuardedLoop:
             reason = self._divergence(loss, grad_norm)
             if reason:
                 self.rollback(step, reason)
-                progress.n = self.state.step
                 continue
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -163,12 +178,11 @@ class GuardedLoop:
             self.state.loss_ema = loss if ema is None else _EMA * ema + (1 - _EMA) * loss
             self.state.good_steps += 1
             self.state.step += 1
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss:.4g}")
             record = {"step": self.state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, **metrics}
             if after_step is not None:
                 record.update(after_step(self.state.step))
             self.log(record)
+            if self.tracker is not None:
+                self.tracker.log(self.state.step, tracker_metrics(record))
             if self.state.step % self.config.save_every == 0 or self.state.step == self.config.steps:
                 self.save()
-        progress.close()

@@ -22,8 +22,10 @@ from softtoken.latent.evaluate import evaluate
 from softtoken.latent.loop import GuardedLoop, LoopConfig
 from softtoken.latent.lora import make_optimizer
 from softtoken.latent.losses import at_positions, distill, masked_mean, select_blocks, shifted_ce
-from softtoken.latent.model import LatentLM
+from softtoken.latent.model import LatentLM, LatentOutput
 from softtoken.latent.options import EvalConfig, SftConfig
+from softtoken.latent.precision import bf16_autocast
+from softtoken.metrics.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -77,26 +79,36 @@ def enable_checkpointing(causal: Any) -> None:
         causal.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
+def _forward(model: LatentLM, batch: Batch, kd: bool, config: SftConfig) -> LatentOutput:
+    """The model pass, under bf16 autocast if configured; the losses below take `.float()` of its outputs."""
+    with bf16_autocast(model, config.autocast_bf16):
+        return model(batch.ids, batch.mask, output_hidden_states=kd)
+
+
+def _blocks(out: LatentOutput, config: SftConfig) -> list[torch.Tensor]:
+    return [block.float() for block in select_blocks(out.layers, config.block_range)]
+
+
 def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: SftConfig) -> tuple[torch.Tensor, dict]:
     """L = L_teacher + L_student + w_codi * L_codi + w_mean * L_mean (section 2.1 of the spec)."""
     kd = student is not None and (config.codi_weight > 0 or config.mean_reasoning_weight > 0)
-    t_out = model(teacher.ids, teacher.mask, output_hidden_states=kd)
-    loss = teacher_ce = shifted_ce(t_out.logits, teacher.labels)
+    t_out = _forward(model, teacher, kd, config)
+    loss = teacher_ce = shifted_ce(t_out.logits.float(), teacher.labels)
     metrics = {"loss/teacher_ce": float(teacher_ce.detach())}
     if student is None:
         return loss, metrics
-    s_out = model(student.ids, student.mask, output_hidden_states=kd)
-    student_ce = shifted_ce(s_out.logits, student.labels)
+    s_out = _forward(model, student, kd, config)
+    student_ce = shifted_ce(s_out.logits.float(), student.labels)
     loss = loss + student_ce
     metrics["loss/student_ce"] = float(student_ce.detach())
     if config.codi_weight > 0:
-        t_blocks, s_blocks = select_blocks(t_out.layers, config.block_range), select_blocks(s_out.layers, config.block_range)
+        t_blocks, s_blocks = _blocks(t_out, config), _blocks(s_out, config)
         codi = distill(at_positions(s_blocks, student.target), at_positions(t_blocks, teacher.target),
                        config.loss_calc, config.loss_norm)
         loss = loss + config.codi_weight * codi
         metrics["loss/codi"] = float(codi.detach())
     if config.mean_reasoning_weight > 0:
-        t_blocks, s_blocks = select_blocks(t_out.layers, config.block_range), select_blocks(s_out.layers, config.block_range)
+        t_blocks, s_blocks = _blocks(t_out, config), _blocks(s_out, config)
         has = teacher.reasoning.any(-1)[:, None, None]  # rows without CoT tokens are zeroed on both sides
         mean = distill(masked_mean(s_blocks, student.reasoning) * has, masked_mean(t_blocks, teacher.reasoning) * has,
                        config.loss_calc, config.loss_norm)
@@ -106,9 +118,10 @@ def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: Sft
 
 
 def train_sft(model: LatentLM, tokenizer: Any, pairs: list[Pair], val_rows: list[dict], config: SftConfig,
-              eval_config: EvalConfig, run_dir: Path) -> dict:
+              eval_config: EvalConfig, run_dir: Path, tracker: Tracker | None = None) -> dict:
     """Train in place, resuming from run_dir if it holds checkpoints; returns the final summary.
-    `pairs` come from `build_pairs`, so data errors surface before anything is written."""
+    `pairs` come from `build_pairs`, so data errors surface before anything is written. `tracker`, if
+    given, gets every step's metrics as well as metrics.jsonl (the caller closes it)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.gc_if_necessary and not config.is_latent:
         # Latent passes carry a KV cache between backbone calls, which checkpointing turns off; CoT passes do not.
@@ -117,7 +130,7 @@ def train_sft(model: LatentLM, tokenizer: Any, pairs: list[Pair], val_rows: list
     loop = GuardedLoop(run_dir, model, optimizer, LoopConfig(
         steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, lr_schedule=config.lr_schedule,
         max_grad_norm=config.max_grad_norm, spike_factor=config.spike_factor, max_rollbacks=config.max_rollbacks,
-        save_every=config.save_checkpoint_period, seed=config.seed))
+        save_every=config.save_checkpoint_period, seed=config.seed), tracker)
     loop.start()
     best_file = run_dir / "best_val" / "val.json"  # survives resume, so best_val is never overwritten by a worse model
     best = json.loads(best_file.read_text()) if best_file.is_file() else {"accuracy": -1.0}

@@ -7,15 +7,16 @@ from typing import Any
 
 import torch
 
-from softtoken.latent.data import template_texts
 from softtoken.latent.model import LatentLM
 from softtoken.latent.options import LatentSettings
 from softtoken.latent.tokens import add_latent_tokens, build_word_tokenizer
 
 
-def synthetic_tokenizer() -> Any:
-    """Word tokenizer covering every word the synthetic generator (both variants) can emit."""
-    return build_word_tokenizer(template_texts())
+def synthetic_tokenizer(task: str = "arithmetic") -> Any:
+    """Word tokenizer covering every word a synthetic task (both variants of arithmetic) can emit."""
+    from softtoken.latent.tasks import get_task
+
+    return build_word_tokenizer(get_task(task).texts())
 
 
 def tiny_llama(vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2,
@@ -41,10 +42,13 @@ def tiny_latent_model(tokenizer: Any, *, hidden: int = 32, layers: int = 2, seed
         return LatentLM(base, ids, LatentSettings(**settings))
 
 
-def save_tiny_model(out: str | Path, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+def save_tiny_model(out: str | Path, *, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0,
+                    task: str = "arithmetic") -> Path:
     """Write a loadable model directory (safetensors + tokenizer with the latent tokens)."""
-    tokenizer = synthetic_tokenizer()
-    model = tiny_llama(len(tokenizer), hidden=hidden, layers=layers, seed=seed)
+    if hidden % heads or heads % 2:
+        raise ValueError(f"--hidden {hidden} must be a multiple of --heads {heads}, and heads even (2 KV groups)")
+    tokenizer = synthetic_tokenizer(task)
+    model = tiny_llama(len(tokenizer), hidden=hidden, layers=layers, heads=heads, kv_heads=heads // 2, seed=seed)
     add_latent_tokens(tokenizer)
     out = Path(out)
     model.save_pretrained(out)

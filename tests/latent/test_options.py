@@ -132,3 +132,24 @@ def test_config_from_dict_rejects_a_wrong_typed_saved_value():
 def test_option_value_errors_name_the_token():
     with pytest.raises(ValueError, match=r"^sft option 'steps_2p5': expected an integer"):
         opts.resolve("sft", "steps_2p5")
+
+
+@pytest.mark.parametrize(("group", "strings"), [
+    ("sft", ("latent_flat_6/autocast_bf16",)),
+    ("eval", ("gsm8k-aug-val/latent_thinking/autocast_bf16",)),
+    ("grpo", ("autocast_bf16", "standard-1a")),  # the --train string (shared rules) ...
+    ("grpo", ("slice_proportion_15p", "standard-1a/autocast_bf16")),  # ... or the --grpo string
+])
+def test_autocast_bf16_flag_lands_in_the_config_and_defaults_off(group, strings):
+    assert opts.resolve(group, *strings).autocast_bf16 is True
+    assert opts.resolve(group, "").autocast_bf16 is False
+
+
+def test_autocast_bf16_set_in_both_grpo_strings_is_a_conflict():
+    with pytest.raises(ValueError, match="autocast_bf16"):
+        opts.resolve("grpo", "autocast_bf16", "autocast_bf16")
+
+
+def test_flat_zero_is_a_latent_run_with_no_thoughts():
+    config = opts.resolve("sft", "gsm8k-aug/latent_flat_0")
+    assert config.is_latent and (config.latent_factor, config.latent_max) == (0, 0)

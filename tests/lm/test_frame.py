@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from softtoken.lm.softlm import SoftLM
 from softtoken.lm.frame import Frame, build_frame, chat_frame, template_frame, text_frame
+from softtoken.lm.softlm import SoftLM
 
 PREFIX, SUFFIX = (12, 30, 7, 44), (9, 21)
 CHAT_TEMPLATE = ("{% for m in messages %}<s> {{ m['role'] }} {{ m['content'] }} </s> {% endfor %}"

@@ -1,0 +1,113 @@
+"""Run a latent sweep into a run directory: lock, write the data and tiny models once, skip finished keys,
+run the rest in dependency order, append one record per run to the same store as inversion sweeps.
+
+    RUN_DIR/data/<fingerprint>/        a generated data set (train/validation/test .jsonl)
+    RUN_DIR/models/tiny-<hash>-s<seed>/ a seed's random tiny model
+    RUN_DIR/runs/<label>-<hash>/seed_<seed>/   one run: config.json, checkpoints, metrics.jsonl, final/
+    RUN_DIR/spec.json                   the resolved spec and the keys of its runs (reports read only those)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from softtoken.experiments.backends import LocalBackend
+from softtoken.experiments.files import write_json_atomic
+from softtoken.experiments.latent_runner import (
+    LatentTask,
+    execute_latent_task,
+    expand_latent_tasks,
+    failed_latent_record,
+)
+from softtoken.experiments.latent_spec import LatentSweepSpec, digest
+from softtoken.experiments.runner import SweepSummary, drive, pending_tasks
+from softtoken.experiments.store import SPEC, RunStore, saved_spec, sweep_kind
+from softtoken.latent.runs import task_splits, write_task_data
+
+logger = logging.getLogger(__name__)
+
+
+def _write_once(path: Path, write: Callable[[Path], Any]) -> str:
+    """`write(tmp)` then rename to `path`, unless `path` exists: a kill never leaves a half-written folder."""
+    if not path.is_dir():
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        write(tmp)
+        tmp.rename(path)
+    return str(path)
+
+
+def prepare_data(spec: LatentSweepSpec, root: Path) -> str:
+    """The data directory: the spec's, or the generated set (written on the first run of the sweep)."""
+    data = spec.data
+    if data.path is not None:
+        return data.path
+    splits = task_splits(data.task, data.sizes, data.options, data.seed)
+    return _write_once(root / "data" / data.fingerprint(), lambda tmp: write_task_data(tmp, data.task, splits))
+
+
+def prepare_models(spec: LatentSweepSpec, root: Path) -> dict[int, str | None]:
+    """{seed: start model}: the spec's model for every seed, or a tiny model initialised from each seed."""
+    if spec.tiny is None:
+        return {seed: spec.model for seed in spec.seeds}
+    from softtoken.latent.tiny import save_tiny_model
+
+    tiny = asdict(spec.tiny)
+    name = digest(tiny)[:8]
+    return {seed: _write_once(root / "models" / f"tiny-{name}-s{seed}",
+                              lambda tmp, seed=seed: save_tiny_model(tmp, seed=seed, **tiny))
+            for seed in spec.seeds}
+
+
+def prepare_latent(spec: LatentSweepSpec, store: RunStore) -> list[LatentTask]:
+    """Write the data, the models and spec.json; return every task. The caller holds the store for writing."""
+    root = store.root.resolve()
+    if saved_spec(root) and sweep_kind(root) != "latent":
+        raise ValueError(f"{root} holds an inversion sweep; use a new --out for the latent one")
+    tasks = expand_latent_tasks(spec, root, prepare_models(spec, root), prepare_data(spec, root))
+    resolved = {**json.loads(json.dumps(asdict(spec), default=str)), "keys": [task.key for task in tasks]}
+    changed = sorted({key.split("/", 3)[3] for key in set(saved_spec(root).get("keys", [])) - set(resolved["keys"])})
+    if changed:
+        logger.warning("%s: entries %s changed (or left the spec) since this directory was run; changed runs "
+                       "get new keys and folders, and reports show only the runs of this spec", root, changed)
+    write_json_atomic(root / SPEC, resolved)
+    return tasks
+
+
+def in_dependency_order(tasks: Sequence[LatentTask], store: RunStore, backend: LocalBackend
+                        ) -> Iterator[dict[str, Any]]:
+    """Records of `tasks` in waves of one seed and one depth, in the order the tasks come (seed by seed):
+    a GRPO run starts once its start run's record is stored, and a seed's RL runs need not wait for
+    the other seeds' SFT.
+
+    The driver appends each record before asking for the next, so the store is up to date when a wave
+    begins. A run whose start run failed is recorded as failed without running."""
+    waves = list(dict.fromkeys((task.seed, task.depth) for task in tasks))
+    for wave in waves:
+        latest, ready = store.latest(), []
+        for task in (t for t in tasks if (t.seed, t.depth) == wave):
+            parent = latest.get(task.parent_key) if task.parent_key else None
+            if task.parent_key and (parent is None or parent["status"] != "ok"):
+                yield failed_latent_record(task, f"its start run {task.parent_label!r} (seed {task.seed}) failed")
+            else:
+                ready.append(task)
+        yield from backend.run(ready, execute_latent_task)
+
+
+def run_latent_sweep(spec: LatentSweepSpec, run_dir: str | Path, *, workers: int = 1, retry_failed: bool = False,
+                     progress: bool = True) -> SweepSummary:
+    """Execute every run of `spec` not yet in `run_dir`; safe to call again after a kill.
+
+    Raises StoreInUse, having written nothing, when another sweep is writing `run_dir`."""
+    backend = LocalBackend(workers=workers)
+    with RunStore(run_dir).writing() as store:
+        tasks = prepare_latent(spec, store)
+        todo = pending_tasks(tasks, store, retry_failed=retry_failed)
+        logger.info("%d runs, %d already finished, %d to run", len(tasks), len(tasks) - len(todo), len(todo))
+        return drive(todo, store, in_dependency_order(todo, store, backend), total=len(tasks), progress=progress)
