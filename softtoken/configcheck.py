@@ -58,6 +58,13 @@ def check_keys(cls: type, data: Any, where: str | None = None) -> None:
         raise ValueError(f"{where} needs {missing}, got {_short(dict(data))}")
 
 
+def check_values(config: Any, checks: list[tuple[bool, str, str]], prefix: str = "") -> None:
+    """Raise for the first (ok, field, expected) check that fails, naming the field and its value."""
+    for ok, name, expected in checks:
+        if not ok:
+            raise ValueError(f"{prefix}{name} must be {expected}, got {getattr(config, name)!r}")
+
+
 def as_tuple(value: Any, where: str) -> tuple:
     """A YAML list (or a tuple) as a tuple; anything else is a one-line error."""
     if not isinstance(value, (list, tuple)):

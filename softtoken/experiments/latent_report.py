@@ -21,6 +21,7 @@ from softtoken.experiments.latent_spec import MAIN_EVAL
 from softtoken.experiments.report import (
     Block,
     Stat,
+    closing_blocks,
     latex_escape,
     over_seeds,
     to_html,
@@ -188,12 +189,7 @@ def latent_blocks(title: str, summary: dict, failed: list[dict], left_out: int, 
             if table:
                 blocks += [("h", 3, f"{caption} by difficulty S ({name})"), ("table", *table)]
         blocks += rl_tables(summary, name)
-    if figures:
-        blocks.append(("h", 2, "Figures"))
-        blocks += [("img", path, alt) for alt, path in figures.items()]
-    if failed:
-        blocks += [("h", 2, f"Failed runs ({len(failed)})"),
-                   ("table", ["run", "error"], [[r["key"], str(r.get("error"))] for r in failed])]
+    blocks += closing_blocks(figures, failed)
     if left_out:
         blocks.append(("p", f"{left_out} stored records belong to entries changed since (or no longer in the "
                             "spec) and are not counted."))

@@ -225,6 +225,12 @@ def report_blocks(title: str, summary: dict, failed: list[dict], figures: dict[s
     prompts = prompt_table(summary)
     if prompts:
         blocks += [("h", 2, "Prompt recovery (against the ground-truth prompt)"), ("table", *prompts)]
+    return blocks + closing_blocks(figures, failed)
+
+
+def closing_blocks(figures: dict[str, str], failed: list[dict]) -> list[tuple]:
+    """The figures and the failed runs, the last sections of every report."""
+    blocks: list[tuple] = []
     if figures:
         blocks.append(("h", 2, "Figures"))
         blocks += [("img", path, alt) for alt, path in figures.items()]

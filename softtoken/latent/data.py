@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from softtoken.configcheck import check_types
+from softtoken.configcheck import check_types, check_values
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,7 @@ class SyntheticConfig:
             (self.max_value >= 4 * self.max_operand, "max_value", ">= 4 * max_operand"),
             (0 <= self.multi_operand_rate <= 1, "multi_operand_rate", "in [0, 1]"),
         ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+        check_values(self, checks)
 
 
 def _draw(generator: torch.Generator, low: int, high: int) -> int:

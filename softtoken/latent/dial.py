@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from softtoken.configcheck import check_types
+from softtoken.configcheck import check_types, check_values
 
 OPENING = "The dial shows {value}."
 TURNS = {  # one sentence and one calculator step per turn
@@ -51,9 +51,7 @@ class DialConfig:
             (2 <= self.modulus <= 10, "modulus", "in [2, 10]"),
             (bool(self.turns) and set(self.turns) <= set(TURNS), "turns", f"a non-empty subset of {sorted(TURNS)}"),
         ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise ValueError(f"DialConfig.{name} must be {expected}, got {getattr(self, name)!r}")
+        check_values(self, checks, "DialConfig.")
 
 
 def _draw(generator: torch.Generator, low: int, high: int) -> int:
