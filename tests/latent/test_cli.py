@@ -84,3 +84,28 @@ def test_cli_appendix_recipe_trains_and_evaluates_with_override(workspace):
     assert result.exit_code == 0, result.output
     summary = output_json(result.output)
     assert summary["eval/latent_steps_mean"] == 2 and summary["eval/length_mean"] == 4
+
+
+def test_make_data_writes_the_dial_task_and_its_tiny_model_reads_every_word(tmp_path, check_dial_row):
+    from transformers import AutoTokenizer
+
+    assert invoke("make-data", "--task", "dial", "--out", tmp_path / "dial", "--train-size", 30, "--val-size", 5,
+                  "--test-size", 5, "--max-steps", 4, "--modulus", 7).exit_code == 0
+    rows = [json.loads(line) for line in (tmp_path / "dial" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 30
+    for row in rows:
+        check_dial_row(row, 7)
+    assert invoke("make-tiny-model", "--task", "dial", "--out", tmp_path / "m", "--hidden", 32,
+                  "--heads", 2).exit_code == 0
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
+    assert tokenizer.unk_token_id not in tokenizer(rows[0]["question"] + "".join(rows[0]["steps"]))["input_ids"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--task", "dial", "--max-operand", 3), "unknown task 'dial' fields ['max_operand']"),
+    (("--modulus", 7), "unknown task 'arithmetic' fields ['modulus']"),
+    (("--task", "clock"), "unknown task 'clock'; available: arithmetic, dial"),
+])
+def test_make_data_refuses_options_of_another_task_in_one_line(tmp_path, args, message):
+    result = invoke("make-data", "--out", tmp_path / "d", *args)
+    assert result.exit_code != 0 and message in result.output and not (tmp_path / "d").exists()

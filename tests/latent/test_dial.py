@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import operator
-import re
-
 import pytest
 
 from softtoken.latent.data import prepare_sft_rows
@@ -14,58 +10,18 @@ from softtoken.latent.options import resolve
 from softtoken.latent.tasks import generate_rows, task_config
 from softtoken.latent.tiny import synthetic_tokenizer
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod}
-_STEP = re.compile(r"<<(.+)=(-?\d+)>>")
-_SENTENCE = {r"Turn it up (\d)": "+", r"Turn it down (\d)": "-", r"Multiply it by (\d)": "*"}
-
-
-def calculate(expression: str) -> int:
-    """A calculator for + - * % on integers, on the parse tree (no eval)."""
-
-    def walk(node: ast.AST) -> int:
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](walk(node.left), walk(node.right))
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        raise ValueError(f"not a calculator expression: {expression!r}")
-
-    return walk(ast.parse(expression, mode="eval").body)
-
-
-def read_question(question: str) -> tuple[int, list[tuple[str, int]]]:
-    """The start digit and the (operator, operand) turns, read from the question's words."""
-    start = int(re.match(r"The dial shows (\d)\.", question).group(1))
-    turns = []
-    for sentence in question.split(". ")[1:]:
-        for pattern, op in _SENTENCE.items():
-            found = re.match(pattern, sentence)
-            if found:
-                turns.append((op, int(found.group(1))))
-    return start, turns
-
-
-def check_row(row: dict, modulus: int) -> None:
-    """Every written step is right, each starts from the last result, and the answer is the last one."""
-    value, turns = read_question(row["question"])
-    assert len(turns) == len(row["steps"]) >= 1
-    for (op, operand), step in zip(turns, row["steps"], strict=True):
-        expression, written = _STEP.fullmatch(step).groups()
-        assert expression == f"({value}{op}{operand})%{modulus}"
-        assert calculate(expression) == int(written)
-        value = int(written)
-    assert row["answer"] == str(value)
-
 
 @pytest.mark.parametrize("modulus", [10, 7])
-def test_every_answer_is_what_the_written_steps_compute(modulus):
+def test_every_answer_is_what_the_written_steps_compute(modulus, check_dial_row):
     rows = generate_dial(DialConfig(num_examples=300, min_steps=1, max_steps=6, modulus=modulus, seed=4))
     for row in rows:
-        check_row(row, modulus)
+        check_dial_row(row, modulus)
     assert {len(row["steps"]) for row in rows} == set(range(1, 7))
     assert {row["answer"] for row in rows} == {str(d) for d in range(modulus)}
 
 
-def test_the_calculator_is_independent_of_the_generator():
+def test_the_calculator_is_independent_of_the_generator(calculator):
+    calculate = calculator
     assert calculate("(4-9)%10") == 5 and calculate("(7*3)%10") == 1
     with pytest.raises(ValueError, match="not a calculator expression"):
         calculate("__import__('os')")
