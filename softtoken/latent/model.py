@@ -42,12 +42,15 @@ def _identity_filter(hidden: int) -> nn.Module:
 FILTERS = {"MLP": _mlp_filter, "linear_ln": _linear_ln_filter, "none": _identity_filter}
 
 
-def _init_filter(module: nn.Module) -> None:
-    """Xavier-uniform weights and zero biases, as the reference; LayerNorm starts at identity."""
+def _init_filter(module: nn.Module, output_scale: float) -> None:
+    """Xavier-uniform weights and zero biases, as the reference; LayerNorm weights start at `output_scale`
+    (1 in the reference)."""
     for layer in module.modules():
         if isinstance(layer, nn.Linear):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if isinstance(layer, nn.LayerNorm):
+            nn.init.constant_(layer.weight, output_scale)
 
 
 @dataclass
@@ -71,9 +74,10 @@ class LatentLM(nn.Module):
         self.base_vocab = causal.lm_head.out_features
         self.vocab_size = max(self.base_vocab, max(ids.latent) + 1)
         self.filter = FILTERS[settings.filter_mode](hidden)
-        _init_filter(self.filter)
+        embeddings = causal.get_input_embeddings().weight.detach()[: self.base_vocab]
+        _init_filter(self.filter, float(embeddings.pow(2).mean().sqrt()) if settings.filter_embedding_scale else 1.0)
         # New rows start at the mean existing row (HF mean-resizing without the noise).
-        mean_in = causal.get_input_embeddings().weight.detach()[: self.base_vocab].mean(0)
+        mean_in = embeddings.mean(0)
         self.special_in = nn.Parameter(mean_in.repeat(4, 1).clone())  # (4, D)
         self.tied = bool(getattr(causal.config, "tie_word_embeddings", False))
         if not self.tied:

@@ -115,10 +115,15 @@ class LatentSettings:
     detach_binary_head_inputs: bool = False  # stop-head loss trains only the CONTINUE/STOP rows
     binary_head_temp: float = 1.0  # > 0; divides both stop-head logits
     max_latent_steps: int = 16  # >= 1; inference forces STOP after this many CONTINUE
+    # Our addition: the filter's closing LayerNorm starts at the token embeddings' RMS instead of 1, so
+    # a latent input starts as large as the embedding it replaces (not ~sqrt(hidden) times larger).
+    filter_embedding_scale: bool = False
 
     def __post_init__(self) -> None:
         check_types(self)  # first, so a range check never meets a value of the wrong type
         _check(self.filter_mode in FILTER_MODES, "filter_mode", self.filter_mode, f"one of {FILTER_MODES}")
+        _check(not self.filter_embedding_scale or self.filter_mode != "none", "filter_embedding_scale", True,
+               "off for filter mode 'none' (it has no LayerNorm)")
         _check(self.binary_head_temp > 0, "binary_head_temp", self.binary_head_temp, "> 0")
         _check(self.max_latent_steps >= 1, "max_latent_steps", self.max_latent_steps, ">= 1")
 
@@ -126,6 +131,7 @@ class LatentSettings:
 LATENT_RULES = [
     Rule("recurrent_filter_<MODE>", r"recurrent_filter_(?P<v>\w+)", lambda m: {"filter_mode": m["v"]}),
     flag("detach_binary_head_inputs"),
+    flag("filter_embedding_scale"),
     number("binary_head_temp", "binary_head_temp"),
     number("max_latent_steps", "max_latent_steps", parse_int),
 ]
