@@ -21,8 +21,8 @@
         grpo: lr_5e-4/beta_1e-3/steps_160/num_gen_8
         train: slice_proportion_15p/batch_size_64/rel_len_penalty_1e-1
 
-An entry is GRPO when it has `from` or `grpo`, else SFT. A run is (entry, seed): the seed is appended to
-the training string as `seed_<n>` (data order, filter and LoRA init, dropout) and, for a `tiny` model,
+An entry is GRPO when it has `grpo`, else SFT; `from: LABEL` starts it from that entry's final model
+(same seed). A run is (entry, seed): the seed is appended to the training string as `seed_<n>` (data order, filter and LoRA init, dropout) and, for a `tiny` model,
 also seeds the random model's init, so one seed is one model init plus one data order. The data is one
 draw for the whole sweep (its own `seed`, default 0), so every run is scored on the same rows.
 """
@@ -105,7 +105,7 @@ class LatentEntry:
     grpo: str = ""
     val: str
     evals: Mapping[str, str] = field(default_factory=dict)  # name -> eval option string
-    parent: str | None = None  # `from`: the label of the entry whose final model a GRPO run starts from
+    parent: str | None = None  # `from`: the label of the entry whose final model this run starts from
     series: str | None = None
 
     def __post_init__(self) -> None:
@@ -121,7 +121,7 @@ class LatentPoint:
     config_hash: str  # covers configs, evaluations, data, model and the parent's hash
     mode: str  # "cot", "no-cot" or "latent" (what the final model answers with)
     k: int | None  # the flat latent count of a `series` entry
-    depth: int  # 0 for runs from the spec's model; a GRPO run is one deeper than its parent
+    depth: int  # 0 for runs from the spec's model; a run with `from` is one deeper than its parent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,7 +215,7 @@ def _parse_entry(data: Any, index: int, errors: list[str]) -> LatentEntry | None
         return None
     where = f"{where} ({data['label']})"
     _keys(data, RUN_KEYS, where, errors)
-    kind = "grpo" if "from" in data or "grpo" in data else "sft"
+    kind = "grpo" if "grpo" in data else "sft"  # `from` alone: SFT that starts from that entry's model
     strings = {key: _option_string(data, key, default, where, errors) for key, default in
                (("train", None), ("latent", "" if kind == "sft" else None), ("lora", ""), ("grpo", ""),
                 ("val", DEFAULT_VAL[kind]))}

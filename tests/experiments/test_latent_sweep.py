@@ -250,3 +250,17 @@ def test_a_latent_sweep_into_an_inversion_folder_is_refused(tmp_path):
     with pytest.raises(ValueError, match="holds an inversion sweep"):
         run_latent_sweep(parse_latent_spec(tiny_latent_spec()), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "data").exists()
+
+
+def test_an_sft_entry_with_from_trains_from_that_entrys_model(tmp_path):
+    latent = {**tiny_latent_spec()["runs"][1], "label": "latent-2 from CoT", "from": "CoT"}
+    latent.pop("eval")
+    data = tiny_latent_spec(seeds=[0], runs=[COT, latent])
+    summary = run_latent_sweep(parse_latent_spec(data), tmp_path / "run", progress=False)
+    assert (summary.ok, summary.failed) == (2, 0)
+    cot, child = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert (child["kind"], child["from"], child["from_key"]) == ("sft", "CoT", cot["key"])
+    config = json.loads((tmp_path / "run" / child["run_dir"] / "config.json").read_text())
+    cot_config = json.loads((tmp_path / "run" / cot["run_dir"] / "config.json").read_text())
+    assert config["options"]["model"] == str((tmp_path / "run" / cot["run_dir"] / "final").resolve())
+    assert config["provenance"]["model"] != cot_config["provenance"]["model"]  # trained weights, not the init
