@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -82,10 +82,7 @@ class LocalBackend:
             yield from (execute(task) for task in tasks)
             return
         tasks = _one_thread_unless_set(tasks)
-        # spawn, not fork: forking a process that already holds torch threads can deadlock.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_exit_with_parent,
-                                 initargs=(os.getpid(),)) as pool:
+        with self._pool() as pool:
             futures = {pool.submit(execute, task.to_dict()): task for task in tasks}
             for finished, future in enumerate(as_completed(futures)):
                 try:
@@ -98,6 +95,69 @@ class LocalBackend:
                         "unfinished; finished runs are saved, run the same command again to resume "
                         "(--workers 1 isolates a crashing run)") from err
                 yield record
+
+
+    def _pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: forking a process that already holds torch threads can deadlock.
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+    def run_dependent(self, tasks: Sequence[Any], execute: Callable[[Any], dict[str, Any]],
+                      blocked: Callable[[Any], dict[str, Any]], stored_ok: Callable[[str], bool]
+                      ) -> Iterator[dict[str, Any]]:
+        """Records of `tasks` (each with `key` and `parent_key`), each task starting as soon as its parent's
+        record is ok, so workers stay busy across dependency levels. A parent outside `tasks` is looked up
+        with `stored_ok`. A task whose parent failed gets `blocked(task)` instead of running, and so do
+        its descendants."""
+        keys = {task.key for task in tasks}
+        children: dict[str, list[Any]] = {}
+        ready, refused = [], []
+        for task in tasks:
+            if task.parent_key in keys:
+                children.setdefault(task.parent_key, []).append(task)
+            elif task.parent_key is None or stored_ok(task.parent_key):
+                ready.append(task)
+            else:
+                refused.append(task)
+        for task in refused:
+            yield from _blocked_with_descendants(task, children, blocked)
+        for record in self._run_ready(ready, execute, children):
+            yield record
+            if record["status"] != "ok":
+                for child in children.pop(record["key"], []):
+                    yield from _blocked_with_descendants(child, children, blocked)
+
+    def _run_ready(self, ready: list[Any], execute: Callable[[Any], dict[str, Any]],
+                   children: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
+        """Execute `ready` and, after each ok record, its children; records in completion order."""
+        if self.workers == 1:
+            while ready:
+                record = execute(ready.pop(0))
+                if record["status"] == "ok":
+                    ready[:0] = children.pop(record["key"], [])
+                yield record
+            return
+        with self._pool() as pool:
+            running = {pool.submit(execute, task.to_dict()) for task in _one_thread_unless_set(ready)}
+            while running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    try:
+                        record = future.result()
+                    except BrokenProcessPool as err:
+                        raise WorkerDied("a worker process died (killed or out of memory); finished runs are "
+                                         "saved, run the same command again to resume") from err
+                    if record["status"] == "ok":
+                        running |= {pool.submit(execute, task.to_dict())
+                                    for task in _one_thread_unless_set(children.pop(record["key"], []))}
+                    yield record
+
+
+def _blocked_with_descendants(task: Any, children: dict[str, list[Any]],
+                              blocked: Callable[[Any], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    yield blocked(task)
+    for child in children.pop(task.key, []):
+        yield from _blocked_with_descendants(child, children, blocked)
 
 
 @dataclass(frozen=True, kw_only=True)

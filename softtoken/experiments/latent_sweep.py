@@ -82,22 +82,18 @@ def prepare_latent(spec: LatentSweepSpec, store: RunStore) -> list[LatentTask]:
 
 def in_dependency_order(tasks: Sequence[LatentTask], store: RunStore, backend: LocalBackend
                         ) -> Iterator[dict[str, Any]]:
-    """Records of `tasks` in waves of one seed and one depth, in the order the tasks come (seed by seed):
-    a GRPO run starts once its start run's record is stored, and a seed's RL runs need not wait for
-    the other seeds' SFT.
+    """Records of `tasks`, in the order they finish: a run starts once its start run's record is ok (a
+    seed's GRPO need not wait for the other seeds' SFT), and a run whose start run failed is recorded
+    as failed without running. The driver appends each record as it comes."""
+    latest = store.latest()
 
-    The driver appends each record before asking for the next, so the store is up to date when a wave
-    begins. A run whose start run failed is recorded as failed without running."""
-    waves = list(dict.fromkeys((task.seed, task.depth) for task in tasks))
-    for wave in waves:
-        latest, ready = store.latest(), []
-        for task in (t for t in tasks if (t.seed, t.depth) == wave):
-            parent = latest.get(task.parent_key) if task.parent_key else None
-            if task.parent_key and (parent is None or parent["status"] != "ok"):
-                yield failed_latent_record(task, f"its start run {task.parent_label!r} (seed {task.seed}) failed")
-            else:
-                ready.append(task)
-        yield from backend.run(ready, execute_latent_task)
+    def stored_ok(key: str) -> bool:
+        return key in latest and latest[key]["status"] == "ok"
+
+    def blocked(task: LatentTask) -> dict[str, Any]:
+        return failed_latent_record(task, f"its start run {task.parent_label!r} (seed {task.seed}) failed")
+
+    yield from backend.run_dependent(tasks, execute_latent_task, blocked, stored_ok)
 
 
 def run_latent_sweep(spec: LatentSweepSpec, run_dir: str | Path, *, workers: int = 1, retry_failed: bool = False,
