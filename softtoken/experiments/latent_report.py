@@ -24,8 +24,7 @@ from softtoken.experiments.report import (
     closing_blocks,
     latex_escape,
     over_seeds,
-    to_html,
-    to_markdown,
+    write_report_files,
 )
 from softtoken.experiments.store import RunStore, saved_spec
 
@@ -227,9 +226,4 @@ def write_latent_report(store: RunStore, out_dir: Path, *, figures: bool = True)
                     write_latent_figures(summary, out_dir / "figures").items()}
     title = f"Report: {store.root.name}"
     blocks = latent_blocks(title, summary, failed, left_out, pictures)
-    paths = {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "latex": out_dir / "table.tex"}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths["markdown"].write_text(to_markdown(blocks), encoding="utf-8")
-    paths["html"].write_text(to_html(blocks, title), encoding="utf-8")
-    paths["latex"].write_text(latent_latex(summary), encoding="utf-8")
-    return paths
+    return write_report_files(out_dir, title, blocks, latent_latex(summary))

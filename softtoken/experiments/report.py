@@ -327,10 +327,14 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
         pictures = {alt: str(path.relative_to(out_dir)) for alt, path in
                     write_figures(summary, curves, out_dir / "figures").items()}
     title = f"Report: {run_dir.name}"
-    blocks = report_blocks(title, summary, failed, pictures)
+    return write_report_files(out_dir, title, report_blocks(title, summary, failed, pictures), to_latex(summary))
+
+
+def write_report_files(out_dir: Path, title: str, blocks: list[Block], latex: str) -> dict[str, Path]:
+    """report.md, report.html and table.tex in `out_dir`; their paths by format."""
     paths = {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "latex": out_dir / "table.tex"}
     out_dir.mkdir(parents=True, exist_ok=True)
     paths["markdown"].write_text(to_markdown(blocks), encoding="utf-8")
     paths["html"].write_text(to_html(blocks, title), encoding="utf-8")
-    paths["latex"].write_text(to_latex(summary), encoding="utf-8")
+    paths["latex"].write_text(latex, encoding="utf-8")
     return paths

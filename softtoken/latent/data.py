@@ -88,17 +88,18 @@ class SyntheticConfig:
         check_values(self, checks)
 
 
-def _draw(generator: torch.Generator, low: int, high: int) -> int:
+def draw_int(generator: torch.Generator, low: int, high: int) -> int:
+    """A seeded integer uniform on [low, high]."""
     return int(torch.randint(low, high + 1, (1,), generator=generator))
 
 
 def _one_step(value: int, name: str, config: SyntheticConfig, gen: torch.Generator) -> tuple[str, str, int]:
     """(sentence, equation, new value); the operation is redrawn until the value stays in range."""
     while True:
-        kind = ("add", "sub", "mul")[_draw(gen, 0, 2)]
+        kind = ("add", "sub", "mul")[draw_int(gen, 0, 2)]
         if float(torch.rand((1,), generator=gen)) < config.multi_operand_rate:
             kind = "add_sub"
-        b, c = _draw(gen, 1, config.max_operand), _draw(gen, 1, config.max_operand)
+        b, c = draw_int(gen, 1, config.max_operand), draw_int(gen, 1, config.max_operand)
         f = 2 + b % 2
         results = {"add": (f"{value}+{b}", value + b), "sub": (f"{value}-{c}", value - c),
                    "mul": (f"{value}*{f}", value * f), "add_sub": (f"{value}+{b}-{c}", value + b - c)}
@@ -108,10 +109,10 @@ def _one_step(value: int, name: str, config: SyntheticConfig, gen: torch.Generat
 
 
 def synthetic_row(config: SyntheticConfig, gen: torch.Generator) -> Row:
-    name, item = NAMES[_draw(gen, 0, len(NAMES) - 1)], ITEMS[_draw(gen, 0, len(ITEMS) - 1)]
-    value = _draw(gen, 1, config.max_operand)
+    name, item = NAMES[draw_int(gen, 0, len(NAMES) - 1)], ITEMS[draw_int(gen, 0, len(ITEMS) - 1)]
+    value = draw_int(gen, 1, config.max_operand)
     question, steps = OPENING.format(name=name, value=value, item=item), []
-    for _ in range(_draw(gen, config.min_steps, config.max_steps)):
+    for _ in range(draw_int(gen, config.min_steps, config.max_steps)):
         sentence, equation, value = _one_step(value, name, config, gen)
         question += sentence
         steps.append(NL_STEP.format(name=name, equation=equation, item=item) if config.natural_language

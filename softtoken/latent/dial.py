@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from softtoken.configcheck import check_types, check_values
+from softtoken.latent.data import draw_int
 
 OPENING = "The dial shows {value}."
 TURNS = {  # one sentence and one calculator step per turn
@@ -54,17 +55,13 @@ class DialConfig:
         check_values(self, checks, "DialConfig.")
 
 
-def _draw(generator: torch.Generator, low: int, high: int) -> int:
-    return int(torch.randint(low, high + 1, (1,), generator=generator))
-
-
 def _turn(value: int, config: DialConfig, gen: torch.Generator) -> tuple[str, str, int]:
     """(sentence, calculator step, new value) for one random turn."""
-    kind = config.turns[_draw(gen, 0, len(config.turns) - 1)]
+    kind = config.turns[draw_int(gen, 0, len(config.turns) - 1)]
     if kind == "times":
-        operand = TIMES_OPERANDS[_draw(gen, 0, len(TIMES_OPERANDS) - 1)]
+        operand = TIMES_OPERANDS[draw_int(gen, 0, len(TIMES_OPERANDS) - 1)]
     else:
-        operand = _draw(gen, 1, config.modulus - 1)
+        operand = draw_int(gen, 1, config.modulus - 1)
     sentence, expression = TURNS[kind]
     expression = expression.format(value=value, operand=operand)
     result = eval_turn(kind, value, operand, config.modulus)
@@ -77,9 +74,9 @@ def eval_turn(kind: str, value: int, operand: int, modulus: int) -> int:
 
 
 def dial_row(config: DialConfig, gen: torch.Generator) -> dict:
-    value = _draw(gen, 0, config.modulus - 1)
+    value = draw_int(gen, 0, config.modulus - 1)
     question, steps = OPENING.format(value=value), []
-    for _ in range(_draw(gen, config.min_steps, config.max_steps)):
+    for _ in range(draw_int(gen, config.min_steps, config.max_steps)):
         sentence, step, value = _turn(value, config, gen)
         question += sentence
         steps.append(step)
