@@ -16,7 +16,7 @@ from softtoken.configcheck import as_tuple, check_keys, check_types, from_mappin
 from softtoken.engine.gradients import MERGERS, NORM_ALIGNMENTS, NORMALIZATIONS
 from softtoken.engine.optimizers import OptimizerConfig
 from softtoken.engine.schedules import Ramp
-from softtoken.lm.loading import DTYPES
+from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.relax import GUMBEL_KINDS, HARD_METHODS
 from softtoken.relax.temperature import THETA_INITS
 
@@ -157,7 +157,7 @@ class StageConfig:
                    "merger": tuple(sorted(MERGERS)), "decode": DECODES, "gumbel_kind": GUMBEL_KINDS,
                    "hard_method": HARD_METHODS, "init": INITS, "learnable_temperature": LEARNABLE_TEMPERATURES,
                    "temperature_theta_init": THETA_INITS}
-        choices["compute_dtype"] = tuple(sorted(DTYPES))
+        choices["compute_dtype"] = COMPUTE_DTYPES
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"StageConfig.{name} must be one of {valid}, got {getattr(self, name)!r}")

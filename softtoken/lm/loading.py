@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from softtoken.lm.embedded import EMBEDDED_NAME, embedded_gguf_path, ensure_conv
 logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# What a method's passes may run in: a dtype, or "auto" (bfloat16 where the hardware multiplies it natively).
+COMPUTE_DTYPES = (*sorted(DTYPES), "auto")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
@@ -32,6 +35,33 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as Linux lists them (/proc/cpuinfo); empty where there is no such file."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    line = next((row for row in text.splitlines() if row.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` multiplies bfloat16 natively: a CUDA GPU that says so, or a CPU with AVX512-BF16 or AMX.
+    Elsewhere (AVX2 CPUs, for one) bf16 matmuls are emulated: ~7x slower than float32 on this project's AVX2
+    machine (docs/benchmarks.md §6). Without /proc/cpuinfo a CPU counts as not native: the safe choice."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_compute_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """A compute dtype (`COMPUTE_DTYPES`) on `device`: "auto" is bfloat16 where it is native, else float32."""
+    if dtype == "auto":
+        return torch.bfloat16 if native_bf16(device) else torch.float32
+    return resolve_dtype(dtype)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -18,7 +18,7 @@ import torch
 
 from softtoken.lm.cache import cache_kwargs, returned_cache
 from softtoken.lm.frame import Frame
-from softtoken.lm.loading import LoadedModel, freeze, load_model, resolve_dtype
+from softtoken.lm.loading import LoadedModel, freeze, load_model, resolve_compute_dtype, resolve_dtype
 from softtoken.lm.vocab import prompt_vocabulary
 
 # feed(logits (B, V_out), step, hidden (B, D) | None) -> next input embeddings (B, 1, D)
@@ -107,7 +107,7 @@ class SoftLM:
         layers if `compiled`; float32 (or the model's own dtype) without compile leaves them as they are.
         The model itself is never changed, so one SoftLM serves a bf16 search and the float32 evaluation
         that judges it."""
-        wanted = resolve_dtype(dtype)
+        wanted = resolve_compute_dtype(dtype, self.device)
         low = wanted in (torch.bfloat16, torch.float16) and wanted != self.dtype
         if not (low or compiled):
             return contextlib.nullcontext()

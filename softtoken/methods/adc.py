@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from softtoken.configcheck import check_types
-from softtoken.lm.loading import DTYPES
+from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod
 from softtoken.objectives import TargetCE
@@ -54,8 +54,8 @@ class ADCConfig:
             raise ValueError(f"ADCConfig.momentum must be in [0, 1), got {self.momentum}")
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
-        if self.compute_dtype not in DTYPES:
-            raise ValueError(f"ADCConfig.compute_dtype must be one of {sorted(DTYPES)}, got {self.compute_dtype!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"ADCConfig.compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
 
 
 def support_size(wrong: torch.Tensor, target_length: int, support_max: int) -> torch.Tensor:

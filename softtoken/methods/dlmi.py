@@ -32,7 +32,7 @@ from softtoken.engine import (
     StepView,
     run_stage,
 )
-from softtoken.lm.loading import DTYPES
+from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.diagnostics import (
@@ -114,7 +114,7 @@ class DLMIConfig:
             "init_strategy": INIT_STRATEGIES,
             "losses": LOSSES,
             "temperature_theta_init": THETA_INITS,
-            "compute_dtype": tuple(sorted(DTYPES)),
+            "compute_dtype": COMPUTE_DTYPES,
             "merger": tuple(sorted(MERGERS)),
         }
         for name, valid in choices.items():

@@ -23,7 +23,7 @@ from softtoken.methods.harness import ConfiguredMethod
 
 @dataclass(frozen=True, kw_only=True)
 class RelaxThenSearchConfig:
-    relax: DLMIConfig = field(default_factory=lambda: replace(dlmi_demo(), compute_dtype="bfloat16"))
+    relax: DLMIConfig = field(default_factory=lambda: replace(dlmi_demo(), compute_dtype="auto"))
     search: GCGConfig = field(default_factory=gcg_fast)
     relax_fraction: float = 0.3  # share of the seconds / forward-token budget for the relaxed phase, in [0, 1)
     relax_steps: int = 100  # the relaxed phase's step limit when the budget has no seconds or tokens

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from softtoken.configcheck import check_types
-from softtoken.lm.loading import DTYPES
+from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod
 from softtoken.objectives import TargetCE
@@ -52,8 +52,8 @@ class PEZConfig:
             raise ValueError(f"PEZConfig.weight_decay must be >= 0, got {self.weight_decay}")
         if self.projection not in PROJECTIONS:
             raise ValueError(f"PEZConfig.projection must be one of {PROJECTIONS}, got {self.projection!r}")
-        if self.compute_dtype not in DTYPES:
-            raise ValueError(f"PEZConfig.compute_dtype must be one of {sorted(DTYPES)}, got {self.compute_dtype!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"PEZConfig.compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
 
 
 def projection_keys(matrix: torch.Tensor, projection: str = "cosine") -> torch.Tensor:

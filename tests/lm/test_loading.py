@@ -3,7 +3,10 @@ import importlib.util
 import pytest
 
 from softtoken.lm import embedded
-from softtoken.lm.loading import load_model, resolve_device, resolve_dtype
+import torch
+
+from softtoken.lm import loading
+from softtoken.lm.loading import load_model, resolve_compute_dtype, resolve_device, resolve_dtype
 
 
 def test_unknown_local_path_is_one_line_error(tmp_path):
@@ -47,3 +50,18 @@ def test_local_directory_loads_frozen_model(tmp_path, tiny_model, tiny_tokenizer
     assert not loaded.model.training
     assert not any(p.requires_grad for p in loaded.model.parameters())
     assert loaded.name == tmp_path.name
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"avx2", "avx512f", "avx512_bf16"}, torch.bfloat16),
+    ({"avx2", "amx_tile", "amx_bf16"}, torch.bfloat16),
+    ({"avx2", "avx512f"}, torch.float32),  # AVX512 without BF16: emulated bf16
+    (set(), torch.float32),  # no /proc/cpuinfo: assume nothing
+])
+def test_auto_compute_dtype_is_bf16_only_on_a_cpu_that_multiplies_it_natively(monkeypatch, flags, expected):
+    monkeypatch.setattr(loading, "cpu_flags", lambda: frozenset(flags))
+    assert resolve_compute_dtype("auto", torch.device("cpu")) == expected
+    assert resolve_compute_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16  # asked for, given
+    with pytest.raises(ValueError, match="int8"):
+        resolve_compute_dtype("int8", torch.device("cpu"))
+

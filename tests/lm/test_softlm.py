@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from softtoken.lm import loading
 from softtoken.lm.softlm import SoftLM, has_cxx_compiler
 from softtoken.lm.vocab import prompt_vocabulary, special_token_ids
 
@@ -81,6 +82,15 @@ def test_compute_dtype_autocasts_model_passes_and_float32_changes_nothing(tiny_l
     torch.testing.assert_close(fast, reference, atol=0.1, rtol=0.05)
     with pytest.raises(ValueError, match="int8"):
         tiny_lm.compute("int8")
+
+
+@pytest.mark.parametrize("flags, copied", [(frozenset({"avx2"}), False), (frozenset({"avx512_bf16"}), True)])
+def test_auto_compute_runs_bf16_only_where_the_cpu_has_it(tiny_lm, monkeypatch, flags, copied):
+    monkeypatch.setattr(loading, "cpu_flags", lambda: flags)
+    with tiny_lm.compute("auto"):
+        dtypes = {p.dtype for p in tiny_lm.active_model.parameters()}
+        assert (tiny_lm.active_model is not tiny_lm.model) == copied
+    assert dtypes == ({torch.bfloat16} if copied else {torch.float32})
 
 
 def test_embed_probs_under_bf16_compute_matches_float32_and_passes_gradients(tiny_lm):

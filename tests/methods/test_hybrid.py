@@ -55,9 +55,9 @@ def test_relax_then_search_rejects_a_full_relaxed_share():
 def test_winner_presets_are_locked():
     method, fast = get_preset("gcg-fast")
     assert method == "gcg" and (fast.search_width, fast.topk, fast.n_replace, fast.candidate_batch_size) == (64, 32, 1, 64)
-    assert fast.distinct_swaps and fast.compute_dtype == "bfloat16" and fast.filter_ids and fast.init_text == " x"
+    assert fast.distinct_swaps and fast.compute_dtype == "auto" and fast.filter_ids and fast.init_text == " x"
     method, hybrid = get_preset("relax-then-gcg")
     assert method == "relax-then-search" and hybrid.relax_fraction == 0.3 and hybrid.search == fast
     relax = hybrid.relax
     assert relax.stgs_hard and relax.score_hard_samples and relax.temperature == 1.0
-    assert not relax.learnable_temperature and relax.compute_dtype == "bfloat16"
+    assert not relax.learnable_temperature and relax.compute_dtype == "auto"
