@@ -25,14 +25,14 @@ import torch.nn.functional as F
 
 from softtoken.configcheck import check_types
 from softtoken.lm.evaluation import survives_reencoding
-from softtoken.lm.loading import DTYPES
+from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
 from softtoken.objectives import TOKEN_LOSSES, Objective, TargetCE
 from softtoken.objectives.target import REDUCTIONS, MeanTarget, per_target
 
-INIT_STRATEGIES = ("text", "zeros", "random")
+INIT_STRATEGIES = ("text", "zeros", "random", "target")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +46,8 @@ class GCGConfig:
     buffer_size: int = 0  # 0: always move to the step's best candidate; k: optimise from the best of k kept
     accept_only_if_better: bool = False  # keep the current prompt unless a candidate lowers the loss
     filter_ids: bool = True  # drop candidates that change under decode -> re-encode
-    init_strategy: str = "text"  # text: init_text's token at every position; zeros: the first allowed token
+    init_strategy: str = "text"  # text: init_text's token at every position; zeros: the first allowed token;
+    # target: the best-scoring rotation of the target's own tokens, tiled to the prompt length
     init_text: str = " x"  # one-token text repeated L times, as nanoGCG's "x x x ..." (survives a round trip)
     loss: str = "crossentropy"  # crossentropy (nanoGCG) or margin (log p(y_t) - max_v log p(v), DLMI repo)
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (nanoGCG's use_mellowmax idea)
@@ -75,8 +76,8 @@ class GCGConfig:
             raise ValueError(f"GCGConfig.model_proposals must be < topk={self.topk}, got {self.model_proposals}")
         if self.distinct_swaps and self.n_replace != 1:
             raise ValueError(f"GCGConfig.distinct_swaps needs n_replace=1, got n_replace={self.n_replace}")
-        if self.compute_dtype not in DTYPES:
-            raise ValueError(f"GCGConfig.compute_dtype must be one of {sorted(DTYPES)}, got {self.compute_dtype!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"GCGConfig.compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
         choices = {"init_strategy": INIT_STRATEGIES, "loss": tuple(sorted(TOKEN_LOSSES)), "loss_reduction": REDUCTIONS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
@@ -183,7 +184,7 @@ class GCG(ConfiguredMethod):
             raise ValueError(f"GCGConfig.n_replace={cfg.n_replace} exceeds prompt_length={problem.prompt_length}")
         run = self.harness(problem, budget, tracker)
         objective = self.objective(problem)
-        current = self._init(problem, run.generator) if initial is None else initial.to(lm.device)  # (L,)
+        current = self._init(run, objective) if initial is None else initial.to(lm.device)  # (L,)
         buffer, memory, since_better = Buffer(cfg.buffer_capacity), None, 0
         loss, _ = self._score(run, objective, current.unsqueeze(0))
         buffer.offer(loss[0].item(), current)
@@ -245,9 +246,10 @@ class GCG(ConfiguredMethod):
         single = TargetCE(token_loss=self.config.loss, reduction=self.config.loss_reduction)
         return MeanTarget(parts=per_target(single, problem.universal)) if problem.universal else single
 
-    def _init(self, problem: Problem, generator: torch.Generator) -> torch.Tensor:
+    def _init(self, run: RunHarness, objective: Objective) -> torch.Tensor:
         """Initial prompt (L,) as prompt-vocabulary indices."""
-        shape, lm, cfg = (problem.prompt_length,), problem.lm, self.config
+        problem, lm, cfg = run.problem, run.lm, self.config
+        shape = (problem.prompt_length,)
         if cfg.init_strategy == "text":
             ids = lm.encode(cfg.init_text)
             index = (lm.allowed_ids == ids[0]).nonzero() if len(ids) == 1 else torch.empty(0)
@@ -257,7 +259,28 @@ class GCG(ConfiguredMethod):
             return index[0, 0].expand(shape).clone()
         if cfg.init_strategy == "zeros":
             return torch.zeros(shape, dtype=torch.long, device=lm.device)
-        return torch.randint(0, lm.prompt_vocab_size, shape, generator=generator, device=lm.device)
+        if cfg.init_strategy == "target":
+            return self._target_init(run, objective)
+        return torch.randint(0, lm.prompt_vocab_size, shape, generator=run.generator, device=lm.device)
+
+    def _target_init(self, run: RunHarness, objective: Objective) -> torch.Tensor:
+        """The lowest-loss of the target's rotations tiled to the prompt length (L,): the target's own words
+        put the model on its topic (on the natural set the tiled target starts at ~2/3 of the loss of
+        " x" x L), and the rotations try each target token as the one the prompt ends on. Tokens outside
+        the prompt vocabulary are skipped; rotations that do not survive the text round trip are dropped
+        unless none does. One scoring pass of at most T prompts."""
+        lm, length = run.lm, run.problem.prompt_length
+        allowed = {int(token): index for index, token in enumerate(lm.allowed_ids.tolist())}
+        usable = [allowed[token] for token in run.problem.target_ids if token in allowed]
+        if not usable:
+            raise ValueError("GCGConfig.init_strategy='target': no target token is in the prompt vocabulary; "
+                             "use init_strategy='text'")
+        rotations = torch.tensor([[usable[(shift + i) % len(usable)] for i in range(length)]
+                                  for shift in range(len(usable))], device=lm.device)  # (R, L)
+        kept = self._filtered(lm, rotations)
+        candidates = kept if kept.shape[0] else rotations
+        losses, _ = self._score(run, objective, candidates)
+        return candidates[int(losses.argmin())].clone()
 
     def _token_gradient(self, run: RunHarness, objective: Objective, current: torch.Tensor) -> torch.Tensor:
         """Gradient of the loss w.r.t. the one-hot prompt over the prompt vocabulary -> (L, V)."""
@@ -343,11 +366,12 @@ def gcg_paper_lmi() -> GCGConfig:
 
 def gcg_fast() -> GCGConfig:
     """GCG for CPU seconds (the benchmark winner, docs/benchmarks.md §5): 64 distinct swaps a step drawn from
-    each position's top-32, gradient and scoring under bf16 autocast, nanoGCG's " x" start and filter.
+    each position's top-32, gradient and scoring under bf16 autocast where the hardware has native bf16
+    ("auto": float32 on an AVX2-only CPU, where bf16 is ~7x slower), nanoGCG's " x" start and filter.
 
-    Against nanoGCG's width 512 / top-256 in float32 it takes ~10x more steps per second on this CPU;
+    Against nanoGCG's width 512 / top-256 in float32 it takes ~10x more steps per second on a bf16 CPU;
     the float32 judge still decides success, so bf16 can only cost a missed hit, never a false one."""
-    return GCGConfig(search_width=64, topk=32, candidate_batch_size=64, distinct_swaps=True, compute_dtype="bfloat16")
+    return GCGConfig(search_width=64, topk=32, candidate_batch_size=64, distinct_swaps=True, compute_dtype="auto")
 
 
 def gcg_combo() -> GCGConfig:

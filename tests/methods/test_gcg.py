@@ -99,8 +99,28 @@ def test_gcg_text_init_repeats_one_token_and_rejects_multi_token_text(tiny_lm):
     config = GCGConfig(search_width=4, topk=2, eval_every=100, init_text=" w5 w6")
     with pytest.raises(ValueError, match="init_text"):
         GCG(config).run(Problem(lm=tiny_lm, target_ids=(7,), prompt_length=2), Budget(steps=1))
-    initial = GCG(GCGConfig(init_text=" w5"))._init(Problem(lm=tiny_lm, target_ids=(7,), prompt_length=3), None)
+    method = GCG(GCGConfig(init_text=" w5"))
+    run = method.harness(Problem(lm=tiny_lm, target_ids=(7,), prompt_length=3), Budget(steps=1))
+    initial = method._init(run, method.objective(run.problem))
     assert tiny_lm.to_model_ids(initial).tolist() == tiny_lm.encode(" w5 w5 w5")
+
+
+def test_gcg_target_init_starts_from_the_lowest_loss_rotation_of_the_target(tiny_lm):
+    target = tuple(tiny_lm.encode(" w5 w6 w7"))
+    method = GCG(GCGConfig(init_strategy="target"))
+    run = method.harness(Problem(lm=tiny_lm, target_ids=target, prompt_length=4), Budget(steps=1))
+    objective = method.objective(run.problem)
+    initial = tiny_lm.to_model_ids(method._init(run, objective)).tolist()
+    rotations = [[target[(shift + i) % 3] for i in range(4)] for shift in range(3)]
+    index = torch.tensor([[tiny_lm.allowed_ids.tolist().index(t) for t in row] for row in rotations])
+    losses = objective.hard_loss_and_predictions(tiny_lm, index, run.context)[0]
+    assert initial == rotations[int(losses.argmin())] and len(set(losses.tolist())) == 3
+
+
+def test_gcg_target_init_refuses_a_target_outside_the_prompt_vocabulary(tiny_model, tiny_tokenizer):
+    lm = SoftLM(tiny_model, tiny_tokenizer, allowed_ids=torch.tensor([10, 11, 12]))
+    with pytest.raises(ValueError, match="init_strategy='target'"):
+        GCG(GCGConfig(init_strategy="target")).run(Problem(lm=lm, target_ids=(7, 8), prompt_length=3), Budget(steps=1))
 
 
 def test_gcg_distinct_swaps_cover_every_topk_swap_exactly_once():
