@@ -71,6 +71,19 @@ def tiny_lm(tiny_model, tiny_tokenizer):
     return SoftLM(tiny_model, tiny_tokenizer)
 
 
+@pytest.fixture(scope="session")
+def planted_target(tiny_lm):
+    """plant(plant_seed, prompt_length, target_length) -> the tiny model's greedy continuation of a random
+    prompt: a target that some prompt reaches exactly."""
+
+    def plant(plant_seed: int, prompt_length: int, target_length: int) -> tuple[int, ...]:
+        generator = torch.Generator().manual_seed(plant_seed)
+        prompt = torch.randint(0, tiny_lm.prompt_vocab_size, (prompt_length,), generator=generator)  # (L,)
+        return tuple(tiny_lm.greedy_generate(tiny_lm.to_model_ids(prompt).unsqueeze(0), target_length)[0].tolist())
+
+    return plant
+
+
 SOFTTOKEN_DIR = str(Path(softtoken.__file__).parent)
 
 

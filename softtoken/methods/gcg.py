@@ -383,3 +383,11 @@ def gcg_combo() -> GCGConfig:
     `bench/screens/scoring_rate.py`; the benchmark in §6 ran the earlier one-pass-per-position form)."""
     return replace(gcg_fast(), model_proposals=8, combine_swaps=4, proposal_momentum=0.5, restart_patience=40,
                    prefix_cache=True, candidate_batch_size=16)
+
+
+def gcg_target() -> GCGConfig:
+    """`gcg-combo` started from the target's own tokens (`init_strategy="target"`): the lowest-loss rotation of
+    the target tiled to the prompt length. On held-out natural openings it doubled what `gcg-fast` inverts
+    from " x" x L (docs/benchmarks.md §6, screens 3 and 4): the target's words put the model on its topic
+    before the first step, which is most of what a short CPU budget's 15-25 steps would otherwise spend."""
+    return replace(gcg_combo(), init_strategy="target")

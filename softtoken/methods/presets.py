@@ -9,7 +9,7 @@ from typing import Any
 from softtoken.methods.adc import adc_default
 from softtoken.methods.base import get_method_class
 from softtoken.methods.dlmi import DLMIConfig, dlmi_demo, dlmi_paper, dlmi_paper_free
-from softtoken.methods.gcg import GCGConfig, gcg_combo, gcg_fast, gcg_paper_lmi
+from softtoken.methods.gcg import GCGConfig, gcg_combo, gcg_fast, gcg_paper_lmi, gcg_target
 from softtoken.methods.hybrid import RelaxThenSearchConfig
 from softtoken.methods.pez import pez_paper
 from softtoken.methods.program import anneal_inversion
@@ -41,6 +41,7 @@ PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {
     "gcg-paper-lmi": ("gcg", gcg_paper_lmi),
     "gcg-fast": ("gcg", gcg_fast),
     "gcg-combo": ("gcg", gcg_combo),
+    "gcg-target": ("gcg", gcg_target),
     "relax-then-gcg": ("relax-then-search", RelaxThenSearchConfig),
     "pez": ("pez", pez_paper),
     "adc": ("adc", adc_default),

@@ -10,14 +10,6 @@ from softtoken.objectives import TargetCE
 from softtoken.objectives.base import ObjectiveContext
 
 
-def planted_target(lm, plant_seed: int, prompt_length: int, target_length: int) -> tuple[int, ...]:
-    """The tiny model's greedy continuation of a random prompt: a target some prompt reaches exactly."""
-    # Kept in sync with: tests/methods/test_pez.py
-    generator = torch.Generator().manual_seed(plant_seed)
-    prompt = torch.randint(0, lm.prompt_vocab_size, (prompt_length,), generator=generator)  # (L,)
-    return tuple(lm.greedy_generate(lm.to_model_ids(prompt).unsqueeze(0), target_length)[0].tolist())
-
-
 def test_adc_projection_keeps_the_s_largest_entries_and_renormalises():
     x = torch.tensor([[[0.5, -0.2, 0.3, 0.1], [0.2, 0.4, -1.0, 0.6]],
                       [[0.5, -0.2, 0.3, 0.1], [0.2, 0.4, -1.0, 0.6]]])  # (B=2, L=2, V=4)
@@ -78,11 +70,11 @@ def test_adc_rows_stay_on_the_sparse_simplex_during_a_run(tiny_lm, monkeypatch):
     assert result.history["relax/support_mean"] == [s.float().mean().item() for _, s in seen]
 
 
-def test_adc_recovers_a_planted_prompt(tiny_lm):
+def test_adc_recovers_a_planted_prompt(tiny_lm, planted_target):
     # Planted 2-token prompt, 3-token target: 8 of the 3600 prompts reach it. ADC's own optimiser settings.
     # The judge runs only on discrete (all one-hot) teacher-forced hits, so a success below the step cap is
     # the free detection confirmed. Measured: successes at steps 13, 14, 15; a negated loss fails all three.
-    target = planted_target(tiny_lm, plant_seed=3, prompt_length=2, target_length=3)
+    target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
     for seed in range(3):
         result = ADC(ADCConfig(eval_every=1000)).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed),
                                                      Budget(steps=25))

@@ -9,14 +9,6 @@ from softtoken.objectives import TargetCE
 from softtoken.objectives.base import ObjectiveContext
 
 
-def planted_target(lm, plant_seed: int, prompt_length: int, target_length: int) -> tuple[int, ...]:
-    """The tiny model's greedy continuation of a random prompt: a target some prompt reaches exactly."""
-    # Kept in sync with: tests/methods/test_adc.py
-    generator = torch.Generator().manual_seed(plant_seed)
-    prompt = torch.randint(0, lm.prompt_vocab_size, (prompt_length,), generator=generator)  # (L,)
-    return tuple(lm.greedy_generate(lm.to_model_ids(prompt).unsqueeze(0), target_length)[0].tolist())
-
-
 def test_pez_nearest_rows_picks_the_most_similar_row_by_cosine_or_dot():
     matrix = torch.tensor([[1.0, 0.0], [0.0, 1.0], [3.0, 3.0]])  # (V, D)
     vectors = torch.tensor([[[1.0, 0.1], [0.1, 2.0], [1.0, 1.0]]])  # (1, 3, D)
@@ -48,12 +40,12 @@ def test_pez_first_step_is_the_discrete_loss_of_the_random_start(tiny_lm):
     assert result.history["loss/target_best"][0] == pytest.approx(losses.min().item(), rel=1e-5)
 
 
-def test_pez_recovers_a_planted_prompt(tiny_lm):
+def test_pez_recovers_a_planted_prompt(tiny_lm, planted_target):
     # Planted 2-token prompt, 2-token target: 15 of the 3600 prompts reach it. lr 1.0 because the tiny
     # model's embedding coordinates are ~0.3 (PEZ's lr 0.1 is for CLIP-scale embeddings). The judge runs
     # only on teacher-forced hits (eval_every beyond the budget), so a success below the step cap is the
     # free detection confirmed. Measured: successes at steps 29, 20, 7; a negated loss fails all three.
-    target = planted_target(tiny_lm, plant_seed=6, prompt_length=2, target_length=2)
+    target = planted_target(plant_seed=6, prompt_length=2, target_length=2)
     config = PEZConfig(learning_rate=1.0, eval_every=1000)
     for seed in range(3):
         result = PEZ(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=40))
