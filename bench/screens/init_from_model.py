@@ -22,7 +22,7 @@ if mode == "model":
     ids = [i if i in allowed else x for i in ids.tolist()]
     print("init", repr(lm.decode(ids)), flush=True)
     index = torch.searchsorted(lm.allowed_ids, torch.tensor(ids))
-    GCG._init = lambda self, problem, generator: index.clone()
+    GCG._init = lambda self, run, objective: index.clone()
 for t in targets:
     ids = t["token_ids"]
     start = time.perf_counter()
