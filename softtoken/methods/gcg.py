@@ -387,7 +387,8 @@ def gcg_combo() -> GCGConfig:
 
 def gcg_target() -> GCGConfig:
     """`gcg-combo` started from the target's own tokens (`init_strategy="target"`): the lowest-loss rotation of
-    the target tiled to the prompt length. On held-out natural openings it doubled what `gcg-fast` inverts
-    from " x" x L (docs/benchmarks.md §6, screens 3 and 4): the target's words put the model on its topic
-    before the first step, which is most of what a short CPU budget's 15-25 steps would otherwise spend."""
+    the target tiled to the prompt length. On held-out natural openings it inverted 6 of 12 where `gcg-fast`
+    from " x" x L got 2 of 8; on the benchmark's 20 it raised the mean LCS (0.65 against 0.47) but not the
+    exact count (2 against 3): its misses are mostly one or two tokens, often the first, that the target's
+    copied words leave wrong (docs/benchmarks.md §6)."""
     return replace(gcg_combo(), init_strategy="target")
