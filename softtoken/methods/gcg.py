@@ -270,8 +270,9 @@ class GCG(ConfiguredMethod):
         the prompt vocabulary are skipped; rotations that do not survive the text round trip are dropped
         unless none does. One scoring pass of at most T prompts."""
         lm, length = run.lm, run.problem.prompt_length
-        allowed = {int(token): index for index, token in enumerate(lm.allowed_ids.tolist())}
-        usable = [allowed[token] for token in run.problem.target_ids if token in allowed]
+        ids = torch.tensor(run.problem.target_ids, device=lm.device)
+        index = torch.searchsorted(lm.allowed_ids, ids).clamp_max(lm.prompt_vocab_size - 1)  # allowed_ids is sorted
+        usable = index[lm.allowed_ids[index] == ids].tolist()
         if not usable:
             raise ValueError("GCGConfig.init_strategy='target': no target token is in the prompt vocabulary; "
                              "use init_strategy='text'")
@@ -389,6 +390,6 @@ def gcg_target() -> GCGConfig:
     """`gcg-combo` started from the target's own tokens (`init_strategy="target"`): the lowest-loss rotation of
     the target tiled to the prompt length. On held-out natural openings it inverted 6 of 12 where `gcg-fast`
     from " x" x L got 2 of 8; on the benchmark's 20 it raised the mean LCS (0.65 against 0.47) but not the
-    exact count (2 against 3): its misses are mostly one or two tokens, often the first, that the target's
-    copied words leave wrong (docs/benchmarks.md §6)."""
+    exact count (2 against 3): 16 of its 18 misses are one to three tokens, often the first, that the
+    target's copied words leave wrong (docs/benchmarks.md §6)."""
     return replace(gcg_combo(), init_strategy="target")
