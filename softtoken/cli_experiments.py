@@ -94,6 +94,8 @@ def sweep(
     retry_failed: bool = typer.Option(False, help="Run again the runs recorded as failed."),
     dry_run: bool = typer.Option(False, help="Validate and count runs, run nothing."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    only: Optional[str] = typer.Option(None, help="Latent: comma-separated entry labels to run now, with the "
+                                       "entries they start from; the others wait for a later call."),
 ) -> None:
     """Run every (method, config, seed, target) of SPEC not yet finished in OUT; a latent spec (kind: latent)
     runs every (entry, seed)."""
@@ -105,8 +107,11 @@ def sweep(
         if spec_kind(read_spec_file(spec_file)) == "latent":
             if backend != "local":
                 raise ValueError("latent sweeps run on the local backend; use --workers N")
-            summary = _latent_sweep(spec_file, out, model, dataset, workers, retry_failed, dry_run, quiet)
+            labels = [label.strip() for label in only.split(",")] if only else None
+            summary = _latent_sweep(spec_file, out, model, dataset, workers, retry_failed, dry_run, quiet, labels)
         else:
+            if only:
+                raise ValueError("--only selects entries of a latent spec; an inversion spec runs whole")
             spec = with_overrides(load_spec(spec_file), model=model, dataset_path=dataset)
             summary = None
             if dry_run:
@@ -124,7 +129,7 @@ def sweep(
 
 
 def _latent_sweep(spec_file: Path, out: Path, model: Optional[str], dataset: Optional[str], workers: int,
-                  retry_failed: bool, dry_run: bool, quiet: bool):
+                  retry_failed: bool, dry_run: bool, quiet: bool, only: Optional[list[str]]):
     """The summary of a latent sweep, or None after a dry run (which prints the count)."""
     from softtoken.experiments.latent_spec import load_latent_spec
     from softtoken.experiments.latent_sweep import run_latent_sweep
@@ -134,7 +139,7 @@ def _latent_sweep(spec_file: Path, out: Path, model: Optional[str], dataset: Opt
         typer.echo(f"spec is valid: {len(spec.points)} entries; {len(spec.points) * len(spec.seeds)} "
                    "(entry, seed) runs")
         return None
-    return run_latent_sweep(spec, out, workers=workers, retry_failed=retry_failed, progress=not quiet)
+    return run_latent_sweep(spec, out, workers=workers, retry_failed=retry_failed, progress=not quiet, only=only)
 
 
 @app.command()

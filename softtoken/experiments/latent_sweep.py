@@ -96,14 +96,52 @@ def in_dependency_order(tasks: Sequence[LatentTask], store: RunStore, backend: L
     yield from backend.run_dependent(tasks, execute_latent_task, blocked, stored_ok)
 
 
+def with_ancestors(spec: LatentSweepSpec, labels: Sequence[str]) -> set[str]:
+    """`labels` and every entry they start from, directly or not; an unknown label is a one-line error."""
+    entries = {point.entry.label: point.entry for point in spec.points}
+    unknown = [label for label in labels if label not in entries]
+    if unknown:
+        raise ValueError(f"--only: no entry labelled {', '.join(map(repr, unknown))} in the spec "
+                         f"(entries: {', '.join(entries)})")
+    chosen, stack = set(), list(labels)
+    while stack:
+        label = stack.pop()
+        if label not in chosen:
+            chosen.add(label)
+            stack.extend([entries[label].parent] if entries[label].parent else [])
+    return chosen
+
+
+def with_lost_parents(todo: Sequence[LatentTask], tasks: Sequence[LatentTask], root: Path) -> list[LatentTask]:
+    """`todo` plus every finished run whose export is gone (the store keeps records, not weights, across
+    work trees) and that a run of `todo` starts from, directly or not; in the order of `tasks`."""
+    by_key = {task.key: task for task in tasks}
+    needed, stack = {task.key for task in todo}, [task.parent_key for task in todo]
+    while stack:
+        key = stack.pop()
+        if key is None or key in needed:
+            continue
+        parent = by_key[key]
+        if not (root / parent.run_dir / "final").is_dir():
+            logger.warning("%s: the export of %s (seed %d) is gone; running it again for the runs that start from it",
+                           root, parent.label, parent.seed)
+            needed.add(key)
+            stack.append(parent.parent_key)
+    return [task for task in tasks if task.key in needed]
+
+
 def run_latent_sweep(spec: LatentSweepSpec, run_dir: str | Path, *, workers: int = 1, retry_failed: bool = False,
-                     progress: bool = True) -> SweepSummary:
-    """Execute every run of `spec` not yet in `run_dir`; safe to call again after a kill.
+                     progress: bool = True, only: Sequence[str] | None = None) -> SweepSummary:
+    """Execute every run of `spec` not yet in `run_dir`; safe to call again after a kill. `only` runs just
+    those entries (and the entries they start from); the others wait for a later call.
 
     Raises StoreInUse, having written nothing, when another sweep is writing `run_dir`."""
+    chosen = with_ancestors(spec, only) if only else None  # before the lock: a bad label leaves no trace
     backend = LocalBackend(workers=workers)
     with RunStore(run_dir).writing() as store:
         tasks = prepare_latent(spec, store)
-        todo = pending_tasks(tasks, store, retry_failed=retry_failed)
+        todo = with_lost_parents([task for task in pending_tasks(tasks, store, retry_failed=retry_failed)
+                                  if chosen is None or task.label in chosen], tasks, store.root.resolve())
         logger.info("%d runs, %d already finished, %d to run", len(tasks), len(tasks) - len(todo), len(todo))
-        return drive(todo, store, in_dependency_order(todo, store, backend), total=len(tasks), progress=progress)
+        total = sum(chosen is None or task.label in chosen for task in tasks)
+        return drive(todo, store, in_dependency_order(todo, store, backend), total=total, progress=progress)

@@ -10,11 +10,12 @@ to k latent steps costs k + 2 backbone calls instead of k + (spread of suffix le
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from softtoken.latent.data import step_result
 from softtoken.latent.tokens import ANSWER_PIECES, TokenIds, encode, prompt_ids
 
 IGNORE = -100
@@ -27,6 +28,8 @@ class Example:
     reasoning: list[bool]  # CoT step tokens (teacher) or CONTINUE positions (student)
     target: int  # KD target position
     split: int  # alignment column
+    # (position, token): the first token of step i's result, to be read from the state fed into thought i
+    step_results: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -36,6 +39,8 @@ class Batch:
     labels: torch.Tensor  # (B, T)
     reasoning: torch.Tensor  # (B, T) bool
     target: torch.Tensor  # (B,) KD target positions
+    step_positions: torch.Tensor  # (B, m) positions of step_results, -1 where a row has fewer
+    step_tokens: torch.Tensor  # (B, m) their result tokens, IGNORE where a row has fewer
 
 
 @functools.lru_cache(maxsize=8)
@@ -74,6 +79,9 @@ def student_example(tokenizer: Any, ids: TokenIds, row: dict, shift: bool, mask_
     example = _assemble(prompt_ids(tokenizer, ids, row["question"]), block, labels,
                         _suffix(tokenizer, str(row["answer"]), ids.eos), shift)
     example.reasoning = [token == ids.cont for token in example.ids]
+    start = example.split  # the <START> column: its state feeds thought 1, thought i's state feeds thought i + 1
+    example.step_results = [(start + i, encode(tokenizer, step_result(step))[0])
+                            for i, step in enumerate(row["steps"][:n])]
     return example
 
 
@@ -91,4 +99,11 @@ def collate(examples: list[Example], pad: int) -> Batch:
         labels=torch.tensor([padded(e.labels, e, IGNORE) for e in examples]),
         reasoning=torch.tensor([padded(e.reasoning, e, False) for e in examples]),
         target=torch.tensor([e.target + left - e.split for e in examples]),
+        step_positions=_pad_rows([[p + left - e.split for p, _ in e.step_results] for e in examples], -1),
+        step_tokens=_pad_rows([[t for _, t in e.step_results] for e in examples], IGNORE),
     )
+
+
+def _pad_rows(rows: list[list[int]], fill: int) -> torch.Tensor:
+    width = max((len(r) for r in rows), default=0)
+    return torch.tensor([r + [fill] * (width - len(r)) for r in rows], dtype=torch.long).reshape(len(rows), width)

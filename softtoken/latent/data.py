@@ -35,6 +35,14 @@ def find_number(text: str) -> float | None:
     return float(match.group(0)) if match else None
 
 
+def step_result(step: str) -> str:
+    """The result of one written calculator step (`<<(4*2)%10=8>>` -> "8", `4+1=5` -> "5")."""
+    value = find_number(step.rsplit("=", 1)[-1])
+    if value is None:
+        raise ValueError(f"calculator step {step!r} has no result after its last '='")
+    return str(int(value)) if value == int(value) else str(value)
+
+
 # ----------------------------------------------------------------------------------------------
 # Synthetic generator
 

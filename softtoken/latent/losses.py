@@ -1,4 +1,5 @@
-"""SFT losses: shifted CE, CODI distillation at one target token, and the mean-reasoning loss.
+"""SFT losses: shifted CE, CODI distillation at one target token, the mean-reasoning loss, and our
+step-result loss (each written step's result read from the state fed into the matching thought).
 
 KD follows CODI / the reference: blocks = decoder-layer outputs (embeddings dropped), per block
 mean SmoothL1 (beta 1) or mean L2 between student S and detached teacher T, optionally divided by the
@@ -59,3 +60,16 @@ def distill(student: torch.Tensor, teacher: torch.Tensor, calc: str, norm: str) 
     elif norm != "none":
         raise ValueError(f"norm must be 'none', 'layerwise_std' or 'std', got {norm!r}")
     return per_block.mean()
+
+
+def step_result_ce(hidden: torch.Tensor, lm_head: torch.nn.Module, positions: torch.Tensor,
+                   tokens: torch.Tensor) -> torch.Tensor:
+    """Mean CE of `tokens` (B, m) under the plain LM head at `positions` (B, m; -1 = none) of the last-layer
+    states `hidden` (B, T, D); 0 when no row has a position. The plain head, not the latent model's masked
+    unembedding, since a thought's state also carries the CONTINUE/STOP decision through the stop head."""
+    present = positions >= 0
+    if not bool(present.any()):
+        return hidden.sum() * 0.0
+    rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None].expand_as(positions)
+    states = hidden[rows[present], positions[present]]  # (n, D)
+    return F.cross_entropy(lm_head(states).float(), tokens[present])

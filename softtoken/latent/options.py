@@ -208,6 +208,7 @@ class SftConfig:
     save_checkpoint_period: int = 4000  # steps between checkpoints, >= 1
     codi_weight: float = 0.0  # >= 0; CODI KD at the target token
     mean_reasoning_weight: float = 0.0  # >= 0; mean-of-reasoning KD
+    step_result_weight: float = 0.0  # >= 0; CE of step i's result read from the state fed into thought i (ours)
     loss_calc: str = "smooth_l1"  # one of LOSS_CALC_MODES
     loss_norm: str = "none"  # one of LOSS_NORM_MODES
     block_range: tuple[int, int] | None = None  # inclusive decoder-block range for KD; None = all
@@ -244,6 +245,9 @@ class SftConfig:
         _check(self.loss_norm in LOSS_NORM_MODES, "loss_norm", self.loss_norm, f"one of {LOSS_NORM_MODES}")
         blocks = self.block_range
         _check(blocks is None or 0 <= blocks[0] <= blocks[1], "block_range", blocks, "(first, last) with 0 <= first <= last")
+        _check(self.step_result_weight >= 0, "step_result_weight", self.step_result_weight, ">= 0")
+        _check(self.step_result_weight == 0 or self.is_latent, "step_result_weight", self.step_result_weight,
+               "0 unless a latent schedule is set")
         kd = self.codi_weight > 0 or self.mean_reasoning_weight > 0
         _check(not kd or self.is_latent, "codi_weight", self.codi_weight, "0 unless a latent schedule is set")
         _check(not self.mask_latent_reasoning_labels or self.is_latent, "mask_latent_reasoning_labels", True,
@@ -294,6 +298,7 @@ SFT_RULES = _SHARED_TRAIN_RULES + [
     number("save_checkpoint_period", "save_checkpoint_period", parse_int),
     number("codi_loss", "codi_weight"),
     number("mean_reasoning_loss", "mean_reasoning_weight"),
+    number("step_result_loss", "step_result_weight"),
     Rule("calc_<mode>", r"calc_(?P<v>smooth_l1|mean_l2)", lambda m: {"loss_calc": m["v"]}),
     Rule("norm_<mode>", r"norm_(?P<v>none|layerwise_std|std)", lambda m: {"loss_norm": m["v"]}),
     Rule("intermediate_block_<model>_<first>_<last>", r"intermediate_block_(?:[a-z0-9]+_)?(?P<a>\d+)_(?P<b>\d+)",

@@ -1,5 +1,5 @@
 """SFT: CoT / No-CoT teacher CE, or CODI-style latent self-distillation (teacher CE + student CE +
-w_codi * CODI + w_mean * mean-reasoning), in the guarded loop.
+w_codi * CODI + w_mean * mean-reasoning + w_step * step-result), in the guarded loop.
 
 Per micro-batch the same network runs the teacher (CoT text) and the student (latent text); the
 teacher is trained by its CE and only its hidden states are detached as the KD target.
@@ -21,7 +21,7 @@ from softtoken.latent.data import STEP_JOIN
 from softtoken.latent.evaluate import evaluate
 from softtoken.latent.loop import GuardedLoop, LoopConfig
 from softtoken.latent.lora import make_optimizer
-from softtoken.latent.losses import at_positions, distill, masked_mean, select_blocks, shifted_ce
+from softtoken.latent.losses import at_positions, distill, masked_mean, select_blocks, shifted_ce, step_result_ce
 from softtoken.latent.model import LatentLM, LatentOutput
 from softtoken.latent.options import EvalConfig, SftConfig
 from softtoken.latent.precision import bf16_autocast
@@ -90,7 +90,8 @@ def _blocks(out: LatentOutput, config: SftConfig) -> list[torch.Tensor]:
 
 
 def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: SftConfig) -> tuple[torch.Tensor, dict]:
-    """L = L_teacher + L_student + w_codi * L_codi + w_mean * L_mean (section 2.1 of the spec)."""
+    """L = L_teacher + L_student + w_codi * L_codi + w_mean * L_mean (section 2.1 of the spec), plus our
+    w_step * L_step."""
     kd = student is not None and (config.codi_weight > 0 or config.mean_reasoning_weight > 0)
     t_out = _forward(model, teacher, kd, config)
     loss = teacher_ce = shifted_ce(t_out.logits.float(), teacher.labels)
@@ -114,6 +115,10 @@ def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: Sft
                        config.loss_calc, config.loss_norm)
         loss = loss + config.mean_reasoning_weight * mean
         metrics["loss/mean_reasoning"] = float(mean.detach())
+    if config.step_result_weight > 0:
+        steps = step_result_ce(s_out.hidden, model.causal.lm_head, student.step_positions, student.step_tokens)
+        loss = loss + config.step_result_weight * steps
+        metrics["loss/step_result"] = float(steps.detach())
     return loss, metrics
 
 

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from softtoken.configcheck import check_types
 from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
-from softtoken.methods.harness import ConfiguredMethod
+from softtoken.methods.harness import ConfiguredMethod, RunHarness
+from softtoken.methods.starts import target_rotations
 from softtoken.objectives import TargetCE
 from softtoken.relax import initial_logits
 
@@ -42,6 +43,8 @@ class ADCConfig:
     momentum: float = 0.99  # SGD momentum, in [0, 1)
     support_max: int = 100  # s_max: entries kept per row when every target token is wrong, >= 1 (capped at V)
     init_std: float = 1.0  # std of the N(0, std^2) logits whose softmax is the start, >= 0 (0: uniform)
+    target_starts: int = 0  # of the B prompts, how many start at the target's lowest-loss rotations, in [0, B]
+    target_mass: float = 0.5  # probability those starts put on the rotation's token per position, in (0, 1]
     eval_every: int = 10  # steps between greedy evaluations of argmax X of the lowest-loss prompt, >= 1
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
 
@@ -54,6 +57,11 @@ class ADCConfig:
             raise ValueError(f"ADCConfig.momentum must be in [0, 1), got {self.momentum}")
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
+        if not 0 <= self.target_starts <= self.batch_size:
+            raise ValueError(f"ADCConfig.target_starts must be in [0, batch_size={self.batch_size}], "
+                             f"got {self.target_starts}")
+        if not 0 < self.target_mass <= 1:
+            raise ValueError(f"ADCConfig.target_mass must be in (0, 1], got {self.target_mass}")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"ADCConfig.compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
 
@@ -104,7 +112,7 @@ class ADC(ConfiguredMethod):
         # A random start, not uniform: from the uniform point every prompt gets the same gradient, so the B
         # parallel prompts would stay identical.
         logits = initial_logits(shape, std=cfg.init_std, generator=run.generator, device=lm.device)  # (B, L, V)
-        relaxed = torch.softmax(logits, dim=-1).requires_grad_(True)  # (B, L, V)
+        relaxed = self._with_target_starts(run, objective, torch.softmax(logits, dim=-1)).requires_grad_(True)
         optimizer = torch.optim.SGD([relaxed], lr=cfg.learning_rate, momentum=cfg.momentum)
         best_prompt = relaxed[0].detach().argmax(-1)  # (L,)
         for step in run.steps():
@@ -131,6 +139,23 @@ class ADC(ConfiguredMethod):
             elif step % cfg.eval_every == 0 or step == run.max_steps:
                 run.evaluate(best_prompt)
         return run.result(self.name, cfg, final=best_prompt, objective=objective)
+
+    def _with_target_starts(self, run: RunHarness, objective: TargetCE, start: torch.Tensor) -> torch.Tensor:
+        """`start` (B, L, V) with its first `target_starts` prompts pulled to the target's lowest-loss
+        rotations (mass `target_mass` on the rotation's token at each position; one scoring pass of at most
+        T discrete prompts). A portfolio: the random starts keep exploring where the target's words mislead."""
+        cfg, lm = self.config, run.lm
+        if cfg.target_starts == 0:
+            return start
+        rotations = target_rotations(lm, run.problem.target_ids, run.problem.prompt_length,
+                                     "ADCConfig.target_starts")  # (R, L)
+        with torch.no_grad():
+            losses, _ = objective.hard_loss_and_predictions(lm, rotations, run.context)  # (R,)
+        order = losses.argsort()
+        picked = rotations[order[torch.arange(cfg.target_starts, device=lm.device) % order.numel()]]  # (k, L)
+        pulled = (1 - cfg.target_mass) * start[: cfg.target_starts] \
+            + cfg.target_mass * F.one_hot(picked, lm.prompt_vocab_size).to(start.dtype)
+        return torch.cat([pulled, start[cfg.target_starts :]])
 
 
 def adc_default() -> ADCConfig:

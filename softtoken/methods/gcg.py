@@ -29,6 +29,7 @@ from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
+from softtoken.methods.starts import target_rotations
 from softtoken.objectives import TOKEN_LOSSES, Objective, TargetCE
 from softtoken.objectives.target import REDUCTIONS, MeanTarget, per_target
 
@@ -269,15 +270,9 @@ class GCG(ConfiguredMethod):
         " x" x L), and the rotations try each target token as the one the prompt ends on. Tokens outside
         the prompt vocabulary are skipped; rotations that do not survive the text round trip are dropped
         unless none does. One scoring pass of at most T prompts."""
-        lm, length = run.lm, run.problem.prompt_length
-        ids = torch.tensor(run.problem.target_ids, device=lm.device)
-        index = torch.searchsorted(lm.allowed_ids, ids).clamp_max(lm.prompt_vocab_size - 1)  # allowed_ids is sorted
-        usable = index[lm.allowed_ids[index] == ids].tolist()
-        if not usable:
-            raise ValueError("GCGConfig.init_strategy='target': no target token is in the prompt vocabulary; "
-                             "use init_strategy='text'")
-        rotations = torch.tensor([[usable[(shift + i) % len(usable)] for i in range(length)]
-                                  for shift in range(len(usable))], device=lm.device)  # (R, L)
+        lm = run.lm
+        rotations = target_rotations(lm, run.problem.target_ids, run.problem.prompt_length,
+                                     "GCGConfig.init_strategy='target'")  # (R, L)
         kept = self._filtered(lm, rotations)
         candidates = kept if kept.shape[0] else rotations
         losses, _ = self._score(run, objective, candidates)

@@ -5,6 +5,7 @@ import copy
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -264,3 +265,31 @@ def test_an_sft_entry_with_from_trains_from_that_entrys_model(tmp_path):
     cot_config = json.loads((tmp_path / "run" / cot["run_dir"] / "config.json").read_text())
     assert config["options"]["model"] == str((tmp_path / "run" / cot["run_dir"] / "final").resolve())
     assert config["provenance"]["model"] != cot_config["provenance"]["model"]  # trained weights, not the init
+
+
+def test_only_runs_the_named_entries_with_their_start_runs_and_a_bad_label_is_one_line(tmp_path):
+    latent = {**tiny_latent_spec()["runs"][1], "label": "latent-2 from CoT", "from": "CoT"}
+    spec = parse_latent_spec(tiny_latent_spec(seeds=[0], runs=[COT, tiny_latent_spec()["runs"][1], latent]))
+    with pytest.raises(ValueError, match="--only: no entry labelled 'latent-9'"):
+        run_latent_sweep(spec, tmp_path / "run", progress=False, only=["latent-9"])
+    assert not (tmp_path / "run").exists()
+    summary = run_latent_sweep(spec, tmp_path / "run", progress=False, only=["latent-2 from CoT"])
+    assert (summary.total, summary.ok, summary.failed) == (2, 2, 0)
+    assert sorted(r["label"] for r in RunStore(tmp_path / "run").latest().values()) == ["CoT", "latent-2 from CoT"]
+    rest = run_latent_sweep(spec, tmp_path / "run", progress=False)
+    assert (rest.total, rest.skipped, rest.ok) == (3, 2, 1)
+
+
+def test_a_start_run_whose_export_is_gone_is_trained_again_for_its_child_and_only_then(tmp_path):
+    latent = {**tiny_latent_spec()["runs"][1], "label": "latent-2 from CoT", "from": "CoT"}
+    spec = parse_latent_spec(tiny_latent_spec(seeds=[0], runs=[COT, latent]))
+    run_latent_sweep(spec, tmp_path / "run", progress=False, only=["CoT"])
+    cot = next(iter(RunStore(tmp_path / "run").latest().values()))
+    shutil.rmtree(tmp_path / "run" / "runs")  # a fresh work tree: records in git, weights not
+    summary = run_latent_sweep(spec, tmp_path / "run", progress=False)
+    assert (summary.ok, summary.failed) == (2, 0)
+    records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in records] == ["CoT", "CoT", "latent-2 from CoT"]
+    assert records[1]["result"]["evaluations"] == cot["result"]["evaluations"]  # the same seed retrains the same model
+    again = run_latent_sweep(spec, tmp_path / "run", progress=False)
+    assert (again.skipped, again.ok) == (2, 0)

@@ -1,11 +1,13 @@
 """Oracle 7 and the KD building blocks."""
 
+import re
+
 import pytest
 import torch
 
 from softtoken.latent import options as opts
 from softtoken.latent.batching import collate, student_example, teacher_example
-from softtoken.latent.losses import distill, masked_mean, select_blocks
+from softtoken.latent.losses import distill, masked_mean, select_blocks, step_result_ce
 from softtoken.latent.sft import sft_loss
 from softtoken.latent.tiny import tiny_latent_model
 
@@ -48,7 +50,8 @@ def test_student_target_is_the_token_before_the_answer_digits(tokenizer, token_i
         assert tokenizer.decode(example.ids[example.target + 1 : -1]) == row["answer"]
 
 
-@pytest.mark.parametrize("extra", ["codi_loss_20", "mean_reasoning_loss_20/intermediate_block_tiny_0_1"])
+@pytest.mark.parametrize("extra", ["codi_loss_20", "mean_reasoning_loss_20/intermediate_block_tiny_0_1",
+                                   "step_result_loss_1"])
 def test_sft_losses_go_down_on_a_fixed_batch(tokenizer, token_ids, rows, extra):
     config = opts.resolve("sft", f"latent_flat_2/remove_last_reasoning_step/calc_smooth_l1/norm_layerwise_std/"
                                  f"shift_target_token_one/{extra}")
@@ -66,3 +69,36 @@ def test_sft_losses_go_down_on_a_fixed_batch(tokenizer, token_ids, rows, extra):
         history.append(metrics)
     for key in history[0]:
         assert history[-1][key] < history[0][key], key
+
+
+def test_step_results_sit_on_the_states_that_feed_each_thought(tokenizer, token_ids, rows):
+    row = next(r for r in rows if len(r["steps"]) == 3)
+    results = [re.search(r"=(-?\d+)>>", step)[1] for step in row["steps"]]
+    for thoughts, supervised in [(2, 2), (3, 3), (5, 3), (0, 0)]:
+        example = student_example(tokenizer, token_ids, {**row, "num_latent": thoughts}, True, False)
+        positions = [p for p, _ in example.step_results]
+        assert positions == list(range(example.split, example.split + supervised))
+        assert [example.ids[p] for p in positions] == ([token_ids.start] + [token_ids.cont] * 4)[:supervised]
+        assert [tokenizer.decode(t) for _, t in example.step_results] == results[:supervised]
+
+
+def test_collated_step_positions_follow_the_left_padding(tokenizer, token_ids, rows):
+    picked = [{**rows[0], "num_latent": 1}, {**max(rows, key=lambda r: len(r["question"])), "num_latent": 3}]
+    examples = [student_example(tokenizer, token_ids, r, True, False) for r in picked]
+    batch = collate(examples, token_ids.pad)
+    for b, example in enumerate(examples):
+        n = len(example.step_results)
+        assert batch.step_tokens[b, :n].tolist() == [t for _, t in example.step_results]
+        assert batch.step_tokens[b, n:].eq(-100).all() and batch.step_positions[b, n:].eq(-1).all()
+        assert batch.ids[b, batch.step_positions[b, :n]].tolist() == [example.ids[p] for p, _ in example.step_results]
+
+
+def test_step_result_ce_is_the_mean_ce_over_the_marked_positions():
+    torch.manual_seed(0)
+    hidden, head = torch.randn(2, 5, 4), torch.nn.Linear(4, 7, bias=False)
+    positions, tokens = torch.tensor([[1, 3], [0, -1]]), torch.tensor([[2, 6], [5, -100]])
+    expected = -(torch.log_softmax(head(hidden[0, 1]), -1)[2] + torch.log_softmax(head(hidden[0, 3]), -1)[6]
+                 + torch.log_softmax(head(hidden[1, 0]), -1)[5]) / 3
+    assert torch.allclose(step_result_ce(hidden, head, positions, tokens), expected)
+    none = step_result_ce(hidden, head, torch.full((2, 0), -1), torch.full((2, 0), -100))
+    assert float(none) == 0.0

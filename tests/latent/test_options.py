@@ -82,6 +82,7 @@ def test_resolve_rejects_unknown_token_with_suggestion():
     ("eval", "latent_thought_count_override_6"),  # override without latent_thinking
     ("grpo", "batch_size_10/num_gen_4"),
     ("grpo", "rel_len_acc_req_3"),
+    ("sft", "step_result_loss_1"),  # step results need thoughts to read them from
 ])
 def test_configs_reject_bad_values(group, text):
     with pytest.raises(ValueError):
@@ -153,3 +154,8 @@ def test_autocast_bf16_set_in_both_grpo_strings_is_a_conflict():
 def test_flat_zero_is_a_latent_run_with_no_thoughts():
     config = opts.resolve("sft", "gsm8k-aug/latent_flat_0")
     assert config.is_latent and (config.latent_factor, config.latent_max) == (0, 0)
+
+
+def test_step_result_loss_sets_its_weight_on_a_latent_run():
+    assert opts.resolve("sft", "latent_flat_3/step_result_loss_0p5").step_result_weight == 0.5
+    assert opts.resolve("sft", "latent_flat_3").step_result_weight == 0.0

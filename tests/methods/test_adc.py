@@ -52,6 +52,23 @@ def test_adc_first_step_is_the_loss_of_the_dense_random_start(tiny_lm):
     assert result.history["loss/target"][0] == pytest.approx(losses.mean().item(), rel=1e-5)
 
 
+def test_adc_target_starts_mix_the_lowest_loss_rotations_into_the_first_prompts(tiny_lm):
+    target, length, vocab = (7, 8, 9), 4, tiny_lm.prompt_vocab_size
+    problem = Problem(lm=tiny_lm, target_ids=target, prompt_length=length, seed=5)
+    result = ADC(ADCConfig(batch_size=3, target_starts=2, target_mass=0.75, eval_every=1000)).run(problem,
+                                                                                                 Budget(steps=1))
+    context = ObjectiveContext(target_ids=target)
+    index = {int(t): i for i, t in enumerate(tiny_lm.allowed_ids)}
+    rotations = torch.tensor([[index[target[(shift + i) % 3]] for i in range(length)] for shift in range(3)])
+    rotation_losses = [TargetCE().loss(tiny_lm, torch.nn.functional.one_hot(r, vocab).float()[None], context).item()
+                       for r in rotations]
+    best_two = rotations[torch.tensor(rotation_losses).argsort()[:2]]
+    start = torch.softmax(torch.randn((3, length, vocab), generator=torch.Generator().manual_seed(5)), dim=-1)
+    start[:2] = 0.25 * start[:2] + 0.75 * torch.nn.functional.one_hot(best_two, vocab).float()
+    assert result.history["loss/target"][0] == pytest.approx(TargetCE().loss(tiny_lm, start, context).mean().item(),
+                                                             rel=1e-5)
+
+
 def test_adc_rows_stay_on_the_sparse_simplex_during_a_run(tiny_lm, monkeypatch):
     seen = []
 
@@ -112,7 +129,8 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
 
 @pytest.mark.parametrize("field, bad", [
     ("epochs", 0), ("batch_size", 0), ("learning_rate", -1.0), ("momentum", 1.0), ("support_max", 0),
-    ("init_std", -0.5), ("eval_every", 0), ("compute_dtype", "int8"),
+    ("init_std", -0.5), ("eval_every", 0), ("compute_dtype", "int8"), ("target_starts", 5), ("target_starts", -1),
+    ("target_mass", 0.0), ("target_mass", 1.5),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):

@@ -1,0 +1,24 @@
+"""Starts built from the target's own tokens, shared by the discrete search (GCG) and the relaxations (ADC).
+
+On natural targets the target's words put the model on its topic: tiled to the prompt length, the
+target's best rotation starts at about half the loss of " x" x L (docs/benchmarks.md, "target start").
+"""
+
+from __future__ import annotations
+
+import torch
+
+from softtoken.lm.softlm import SoftLM
+
+
+def target_rotations(lm: SoftLM, target_ids: tuple[int, ...], length: int, owner: str) -> torch.Tensor:
+    """Every rotation of the target's tokens tiled to `length`, as prompt-vocabulary indices (R, L); rotation r
+    ends the prompt on a different target token. Tokens outside the prompt vocabulary are skipped; a target
+    with none inside is a one-line error naming `owner`, the setting that asked for this start."""
+    ids = torch.tensor(target_ids, device=lm.device)
+    index = torch.searchsorted(lm.allowed_ids, ids).clamp_max(lm.prompt_vocab_size - 1)  # allowed_ids is sorted
+    usable = index[lm.allowed_ids[index] == ids].tolist()
+    if not usable:
+        raise ValueError(f"{owner}: no target token is in the prompt vocabulary; start from random or text instead")
+    return torch.tensor([[usable[(shift + i) % len(usable)] for i in range(length)]
+                         for shift in range(len(usable))], device=lm.device)  # (R, L)
