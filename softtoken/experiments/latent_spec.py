@@ -278,13 +278,13 @@ def _series_k(entry: LatentEntry, configs: Mapping[str, Any]) -> int | None:
 def resolve_point(entry: LatentEntry, parents: Mapping[str, LatentPoint], context: Mapping[str, Any]) -> LatentPoint:
     """Resolve one entry whose parent (if any) is already resolved; raises ValueError."""
     configs = _resolve_configs(entry)
-    evals = {name: opts.config_to_dict(opts.resolve("eval", text)) for name, text in entry.evals.items()}
+    evals = {name: opts.changed_fields(opts.resolve("eval", text)) for name, text in entry.evals.items()}
     parent = None
     if entry.parent is not None:
         if entry.parent not in parents:
             raise ValueError(f"from {entry.parent!r} names no entry above this one; above: {sorted(parents)}")
         parent = parents[entry.parent]
-    payload = {"kind": entry.kind, "configs": {name: opts.config_to_dict(c) for name, c in configs.items()},
+    payload = {"kind": entry.kind, "configs": {name: opts.changed_fields(c) for name, c in configs.items()},
                "evals": evals, "parent": parent.config_hash if parent else None, **context}
     return LatentPoint(entry=entry, configs=configs, config_hash=digest(payload)[:12], mode=_mode(entry, configs),
                        k=_series_k(entry, configs), depth=parent.depth + 1 if parent else 0)

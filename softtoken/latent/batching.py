@@ -28,7 +28,8 @@ class Example:
     reasoning: list[bool]  # CoT step tokens (teacher) or CONTINUE positions (student)
     target: int  # KD target position
     split: int  # alignment column
-    # (position, token): the first token of step i's result, to be read from the state fed into thought i
+    # Per written step i, (position, token) with token the first token of its result. Student: the state fed
+    # into thought i. Teacher (when asked): the token right before that result (-1 where not found).
     step_results: list[tuple[int, int]] = field(default_factory=list)
 
 
@@ -66,10 +67,27 @@ def _assemble(prefix: list[int], middle: list[int], middle_labels: list[int], su
     return Example(ids, labels, reasoning, target, len(prefix))
 
 
-def teacher_example(tokenizer: Any, ids: TokenIds, row: dict, join: str, shift: bool) -> Example:
+def teacher_example(tokenizer: Any, ids: TokenIds, row: dict, join: str, shift: bool,
+                    locate_steps: bool = False) -> Example:
     steps = encode(tokenizer, join.join(row["steps"])) if row["steps"] else []
     suffix = _suffix(tokenizer, str(row["answer"]), ids.eos)
-    return _assemble(prompt_ids(tokenizer, ids, row["question"]), steps, steps, suffix, shift)
+    example = _assemble(prompt_ids(tokenizer, ids, row["question"]), steps, steps, suffix, shift)
+    if locate_steps:
+        example.step_results = [(example.split + offset if offset >= 0 else -1, token)
+                                for offset, token in _result_offsets(tokenizer, row["steps"], join, steps)]
+    return example
+
+
+def _result_offsets(tokenizer: Any, texts: list[str], join: str, steps: list[int]) -> list[tuple[int, int]]:
+    """Per step, (offset in `steps` of the token right before its result, the result's first token); offset
+    -1 where the joined text does not tokenise as its prefix does (a BPE merge across the '=')."""
+    out = []
+    for i, text in enumerate(texts):
+        token, cut = encode(tokenizer, step_result(text))[0], text.rfind("=")
+        offset = len(encode(tokenizer, join.join([*texts[:i], text[: cut + 1]]))) - 1
+        found = cut >= 0 and offset + 1 < len(steps) and steps[offset + 1] == token
+        out.append((offset if found else -1, token))
+    return out
 
 
 def student_example(tokenizer: Any, ids: TokenIds, row: dict, shift: bool, mask_latent_labels: bool) -> Example:

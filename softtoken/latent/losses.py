@@ -37,6 +37,12 @@ def at_positions(blocks: list[torch.Tensor], positions: torch.Tensor) -> torch.T
     return torch.stack([block[rows, positions] for block in blocks], dim=1)
 
 
+def at_pairs(blocks: list[torch.Tensor], positions: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """(P, nblocks, D): each block's hidden state at the kept entries of `positions` (B, m), row by row."""
+    rows = torch.arange(positions.shape[0], device=positions.device)[:, None].expand_as(positions)[keep]
+    return torch.stack([block[rows, positions[keep]] for block in blocks], dim=1)
+
+
 def masked_mean(blocks: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
     """(B, nblocks, D): each block's mean over the marked positions (zeros where none)."""
     weights = mask.float() / mask.float().sum(-1, keepdim=True).clamp(min=1)  # (B, T)

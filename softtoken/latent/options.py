@@ -209,6 +209,7 @@ class SftConfig:
     codi_weight: float = 0.0  # >= 0; CODI KD at the target token
     mean_reasoning_weight: float = 0.0  # >= 0; mean-of-reasoning KD
     step_result_weight: float = 0.0  # >= 0; CE of step i's result read from the state fed into thought i (ours)
+    step_codi_weight: float = 0.0  # >= 0; KD of that state to the teacher's at the token before step i's result (ours)
     loss_calc: str = "smooth_l1"  # one of LOSS_CALC_MODES
     loss_norm: str = "none"  # one of LOSS_NORM_MODES
     block_range: tuple[int, int] | None = None  # inclusive decoder-block range for KD; None = all
@@ -248,7 +249,8 @@ class SftConfig:
         _check(self.step_result_weight >= 0, "step_result_weight", self.step_result_weight, ">= 0")
         _check(self.step_result_weight == 0 or self.is_latent, "step_result_weight", self.step_result_weight,
                "0 unless a latent schedule is set")
-        kd = self.codi_weight > 0 or self.mean_reasoning_weight > 0
+        _check(self.step_codi_weight >= 0, "step_codi_weight", self.step_codi_weight, ">= 0")
+        kd = self.codi_weight > 0 or self.mean_reasoning_weight > 0 or self.step_codi_weight > 0
         _check(not kd or self.is_latent, "codi_weight", self.codi_weight, "0 unless a latent schedule is set")
         _check(not self.mask_latent_reasoning_labels or self.is_latent, "mask_latent_reasoning_labels", True,
                "False unless a latent schedule is set")
@@ -299,6 +301,7 @@ SFT_RULES = _SHARED_TRAIN_RULES + [
     number("codi_loss", "codi_weight"),
     number("mean_reasoning_loss", "mean_reasoning_weight"),
     number("step_result_loss", "step_result_weight"),
+    number("step_codi_loss", "step_codi_weight"),
     Rule("calc_<mode>", r"calc_(?P<v>smooth_l1|mean_l2)", lambda m: {"loss_calc": m["v"]}),
     Rule("norm_<mode>", r"norm_(?P<v>none|layerwise_std|std)", lambda m: {"loss_norm": m["v"]}),
     Rule("intermediate_block_<model>_<first>_<last>", r"intermediate_block_(?:[a-z0-9]+_)?(?P<a>\d+)_(?P<b>\d+)",
@@ -492,6 +495,13 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
+def changed_fields(config: Any) -> dict[str, Any]:
+    """The fields that differ from their defaults: what a hash covers, so a field added later with a
+    default leaves every earlier run's key as it was."""
+    default = type(config)()
+    return {name: value for name, value in config_to_dict(config).items() if value != _plain(getattr(default, name))}
+
+
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -503,13 +513,14 @@ def config_from_dict(config_type: type, data: dict[str, Any]) -> Any:
 
 
 def resolved_record(option_strings: dict[str, str | None], configs: dict[str, Any]) -> dict[str, Any]:
-    """The JSON written next to checkpoints: inputs, resolved fields and a hash of the fields."""
+    """The JSON written next to checkpoints: inputs, resolved fields and a hash of the changed fields."""
     resolved = {name: config_to_dict(config) for name, config in configs.items()}
-    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+    changed = {name: changed_fields(config) for name, config in configs.items()}
+    digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:16]
     return {"options": option_strings, "resolved": resolved, "hash": digest}
 
 
 __all__ = [
     "EvalConfig", "GrpoConfig", "LatentSettings", "LoraOptions", "SftConfig", "GROUPS",
-    "config_from_dict", "config_to_dict", "parse_number", "resolve", "resolved_record",
+    "changed_fields", "config_from_dict", "config_to_dict", "parse_number", "resolve", "resolved_record",
 ]

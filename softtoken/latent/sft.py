@@ -1,5 +1,5 @@
 """SFT: CoT / No-CoT teacher CE, or CODI-style latent self-distillation (teacher CE + student CE +
-w_codi * CODI + w_mean * mean-reasoning + w_step * step-result), in the guarded loop.
+w_codi * CODI + w_mean * mean-reasoning + w_step_codi * step CODI + w_step * step-result), in the guarded loop.
 
 Per micro-batch the same network runs the teacher (CoT text) and the student (latent text); the
 teacher is trained by its CE and only its hidden states are detached as the KD target.
@@ -21,7 +21,7 @@ from softtoken.latent.data import STEP_JOIN
 from softtoken.latent.evaluate import evaluate
 from softtoken.latent.loop import GuardedLoop, LoopConfig
 from softtoken.latent.lora import make_optimizer
-from softtoken.latent.losses import at_positions, distill, masked_mean, select_blocks, shifted_ce, step_result_ce
+from softtoken.latent.losses import at_pairs, at_positions, distill, masked_mean, select_blocks, shifted_ce, step_result_ce
 from softtoken.latent.model import LatentLM, LatentOutput
 from softtoken.latent.options import EvalConfig, SftConfig
 from softtoken.latent.precision import bf16_autocast
@@ -41,7 +41,7 @@ def build_pairs(rows: list[dict], tokenizer: Any, model: LatentLM, config: SftCo
     shift, join = config.shift_target_token_one, STEP_JOIN[config.data_name]
     pairs = []
     for row in rows:
-        teacher = teacher_example(tokenizer, model.ids, row, join, shift)
+        teacher = teacher_example(tokenizer, model.ids, row, join, shift, locate_steps=config.step_codi_weight > 0)
         student = student_example(tokenizer, model.ids, row, shift, config.mask_latent_reasoning_labels) \
             if config.is_latent else None
         longest = max(len(teacher.ids), len(student.ids) if student else 0)
@@ -91,8 +91,9 @@ def _blocks(out: LatentOutput, config: SftConfig) -> list[torch.Tensor]:
 
 def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: SftConfig) -> tuple[torch.Tensor, dict]:
     """L = L_teacher + L_student + w_codi * L_codi + w_mean * L_mean (section 2.1 of the spec), plus our
-    w_step * L_step."""
-    kd = student is not None and (config.codi_weight > 0 or config.mean_reasoning_weight > 0)
+    w_step_codi * L_step_codi + w_step * L_step."""
+    kd = student is not None and (config.codi_weight > 0 or config.mean_reasoning_weight > 0
+                                  or config.step_codi_weight > 0)
     t_out = _forward(model, teacher, kd, config)
     loss = teacher_ce = shifted_ce(t_out.logits.float(), teacher.labels)
     metrics = {"loss/teacher_ce": float(teacher_ce.detach())}
@@ -115,6 +116,16 @@ def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: Sft
                        config.loss_calc, config.loss_norm)
         loss = loss + config.mean_reasoning_weight * mean
         metrics["loss/mean_reasoning"] = float(mean.detach())
+    if config.step_codi_weight > 0:
+        width = min(teacher.step_positions.shape[1], student.step_positions.shape[1])
+        t_pos, s_pos = teacher.step_positions[:, :width], student.step_positions[:, :width]
+        paired = (t_pos >= 0) & (s_pos >= 0)  # step i of a row: thought i exists and the teacher's token was found
+        if bool(paired.any()):
+            t_blocks, s_blocks = _blocks(t_out, config), _blocks(s_out, config)
+            step_kd = distill(at_pairs(s_blocks, s_pos, paired), at_pairs(t_blocks, t_pos, paired),
+                              config.loss_calc, config.loss_norm)
+            loss = loss + config.step_codi_weight * step_kd
+            metrics["loss/step_codi"] = float(step_kd.detach())
     if config.step_result_weight > 0:
         steps = step_result_ce(s_out.hidden, model.causal.lm_head, student.step_positions, student.step_tokens)
         loss = loss + config.step_result_weight * steps

@@ -51,7 +51,7 @@ def test_student_target_is_the_token_before_the_answer_digits(tokenizer, token_i
 
 
 @pytest.mark.parametrize("extra", ["codi_loss_20", "mean_reasoning_loss_20/intermediate_block_tiny_0_1",
-                                   "step_result_loss_1"])
+                                   "step_result_loss_1", "step_codi_loss_1"])
 def test_sft_losses_go_down_on_a_fixed_batch(tokenizer, token_ids, rows, extra):
     config = opts.resolve("sft", f"latent_flat_2/remove_last_reasoning_step/calc_smooth_l1/norm_layerwise_std/"
                                  f"shift_target_token_one/{extra}")
@@ -102,3 +102,32 @@ def test_step_result_ce_is_the_mean_ce_over_the_marked_positions():
     assert torch.allclose(step_result_ce(hidden, head, positions, tokens), expected)
     none = step_result_ce(hidden, head, torch.full((2, 0), -1), torch.full((2, 0), -100))
     assert float(none) == 0.0
+
+
+def test_teacher_step_positions_are_the_tokens_right_before_each_result(tokenizer, token_ids, rows):
+    for row in rows[:6]:
+        example = teacher_example(tokenizer, token_ids, row, "", True, locate_steps=True)
+        results = [re.search(r"=(-?\d+)>>", step)[1] for step in row["steps"]]
+        assert len(example.step_results) == len(row["steps"])
+        for (position, token), result in zip(example.step_results, results):
+            assert tokenizer.decode(example.ids[position]) == "=" and example.ids[position + 1] == token
+            assert tokenizer.decode(token) == result[0]  # the word tokenizer spells numbers digit by digit
+    assert teacher_example(tokenizer, token_ids, rows[0], "", True).step_results == []
+
+
+def test_step_codi_pairs_thought_i_with_the_teachers_step_i_and_is_zero_when_they_agree(tokenizer, token_ids, rows):
+    config = opts.resolve("sft", "latent_flat_2/step_codi_loss_1/calc_smooth_l1/norm_none")
+    model = tiny_latent_model(tokenizer).eval()
+    picked = [{**r, "num_latent": 2} for r in rows[:4]]
+    teacher = collate([teacher_example(tokenizer, token_ids, r, "", True, locate_steps=True) for r in picked],
+                      token_ids.pad)
+    student = collate([student_example(tokenizer, token_ids, r, True, False) for r in picked], token_ids.pad)
+    _, metrics = sft_loss(model, teacher, student, config)
+    t_out = model(teacher.ids, teacher.mask, output_hidden_states=True)
+    s_out = model(student.ids, student.mask, output_hidden_states=True)
+    pairs = [(b, int(teacher.step_positions[b, i]), int(student.step_positions[b, i]))
+             for b in range(4) for i in range(min(2, len(picked[b]["steps"])))]
+    per_block = [torch.stack([torch.nn.functional.smooth_l1_loss(s_layer[b, s], t_layer[b, t], reduction="none")
+                              for b, t, s in pairs]).mean()
+                 for t_layer, s_layer in zip(t_out.layers[1:], s_out.layers[1:], strict=True)]
+    assert metrics["loss/step_codi"] == pytest.approx(torch.stack(per_block).mean().item(), rel=1e-5)

@@ -159,3 +159,19 @@ def test_flat_zero_is_a_latent_run_with_no_thoughts():
 def test_step_result_loss_sets_its_weight_on_a_latent_run():
     assert opts.resolve("sft", "latent_flat_3/step_result_loss_0p5").step_result_weight == 0.5
     assert opts.resolve("sft", "latent_flat_3").step_result_weight == 0.0
+
+
+def test_a_field_added_with_its_default_leaves_the_hash_as_it_was():
+    @dataclasses.dataclass(frozen=True)
+    class Before:
+        lr: float = 1e-4
+        steps: int = 10
+
+    @dataclasses.dataclass(frozen=True)
+    class After(Before):
+        new_loss_weight: float = 0.0
+
+    assert opts.changed_fields(After(lr=3e-4)) == {"lr": 3e-4}
+    before = opts.resolved_record({}, {"sft": Before(lr=3e-4)})
+    assert opts.resolved_record({}, {"sft": After(lr=3e-4)})["hash"] == before["hash"]
+    assert opts.resolved_record({}, {"sft": After(lr=3e-4, new_loss_weight=1.0)})["hash"] != before["hash"]
