@@ -52,3 +52,9 @@ def test_sweep_dry_run_counts_without_running(model_dir, targets_file, tiny_spec
     result = runner.invoke(app, ["sweep", str(write_spec(tiny_spec())), "--out", str(tmp_path / "r"), "--dry-run"])
     assert result.exit_code == 0 and "spec is valid: 1 configurations" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_only_on_an_inversion_spec_is_a_one_line_error(model_dir, targets_file, tiny_spec, write_spec, tmp_path):
+    result = runner.invoke(app, ["sweep", str(write_spec(tiny_spec())), "--out", str(tmp_path / "r"), "--only", "gcg"])
+    assert result.exit_code == 2 and "--only selects entries of a latent spec" in result.output
+    assert not (tmp_path / "r").exists()

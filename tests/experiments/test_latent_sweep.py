@@ -116,6 +116,10 @@ def test_the_sweep_command_lists_every_problem_and_writes_nothing(write_spec, tm
                               "--backend", "ray"])
     assert ray.exit_code == 2 and "latent sweeps run on the local backend" in ray.output
     assert not (tmp_path / "r").exists()
+    only = runner.invoke(app, ["sweep", str(write_spec(tiny_latent_spec())), "--out", str(tmp_path / "r"),
+                               "--only", "CoT, latent-9"])
+    assert only.exit_code == 2 and "--only: no entry labelled 'latent-9'" in only.output
+    assert "Traceback" not in only.output and not (tmp_path / "r").exists()
 
 
 def test_the_seed_reaches_the_training_config_and_the_model_and_keys_differ_only_by_it(tmp_path):
