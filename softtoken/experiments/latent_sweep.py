@@ -112,9 +112,11 @@ def with_ancestors(spec: LatentSweepSpec, labels: Sequence[str]) -> set[str]:
     return chosen
 
 
-def with_lost_parents(todo: Sequence[LatentTask], tasks: Sequence[LatentTask], root: Path) -> list[LatentTask]:
-    """`todo` plus every finished run whose export is gone (the store keeps records, not weights, across
-    work trees) and that a run of `todo` starts from, directly or not; in the order of `tasks`."""
+def with_lost_parents(todo: Sequence[LatentTask], tasks: Sequence[LatentTask], root: Path,
+                      ok_keys: set[str]) -> list[LatentTask]:
+    """`todo` plus every run finished ok (`ok_keys`) whose export is gone (the store keeps records, not
+    weights, across work trees) and that a run of `todo` starts from, directly or not; in the order of
+    `tasks`. A failed start run stays failed: its children are blocked, as without this."""
     by_key = {task.key: task for task in tasks}
     needed, stack = {task.key for task in todo}, [task.parent_key for task in todo]
     while stack:
@@ -122,7 +124,7 @@ def with_lost_parents(todo: Sequence[LatentTask], tasks: Sequence[LatentTask], r
         if key is None or key in needed:
             continue
         parent = by_key[key]
-        if not (root / parent.run_dir / "final").is_dir():
+        if key in ok_keys and not (root / parent.run_dir / "final").is_dir():
             logger.warning("%s: the export of %s (seed %d) is gone; running it again for the runs that start from it",
                            root, parent.label, parent.seed)
             needed.add(key)
@@ -140,8 +142,9 @@ def run_latent_sweep(spec: LatentSweepSpec, run_dir: str | Path, *, workers: int
     backend = LocalBackend(workers=workers)
     with RunStore(run_dir).writing() as store:
         tasks = prepare_latent(spec, store)
+        ok_keys = {key for key, record in store.latest().items() if record["status"] == "ok"}
         todo = with_lost_parents([task for task in pending_tasks(tasks, store, retry_failed=retry_failed)
-                                  if chosen is None or task.label in chosen], tasks, store.root.resolve())
+                                  if chosen is None or task.label in chosen], tasks, store.root.resolve(), ok_keys)
         logger.info("%d runs, %d already finished, %d to run", len(tasks), len(tasks) - len(todo), len(todo))
         total = sum(chosen is None or task.label in chosen for task in tasks)
         return drive(todo, store, in_dependency_order(todo, store, backend), total=total, progress=progress)
