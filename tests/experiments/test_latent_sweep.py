@@ -297,3 +297,15 @@ def test_a_start_run_whose_export_is_gone_is_trained_again_for_its_child_and_onl
     assert records[1]["result"]["evaluations"] == cot["result"]["evaluations"]  # the same seed retrains the same model
     again = run_latent_sweep(spec, tmp_path / "run", progress=False)
     assert (again.skipped, again.ok) == (2, 0)
+
+
+def test_a_failed_start_run_is_not_rerun_for_a_child_added_later(tmp_path, monkeypatch):
+    latent = {**tiny_latent_spec()["runs"][1], "label": "latent-2 from CoT", "from": "CoT"}
+    spec = parse_latent_spec(tiny_latent_spec(seeds=[0], runs=[COT, latent]))
+    monkeypatch.setitem(latent_runner.TRAINERS, "sft", lambda task: (_ for _ in ()).throw(RuntimeError("diverged")))
+    run_latent_sweep(spec, tmp_path / "run", progress=False, only=["CoT"])
+    monkeypatch.undo()
+    summary = run_latent_sweep(spec, tmp_path / "run", progress=False)
+    assert (summary.ok, summary.failed) == (0, 1)
+    records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert [(r["label"], r["status"]) for r in records] == [("CoT", "failed"), ("latent-2 from CoT", "failed")]
