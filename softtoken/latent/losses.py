@@ -76,6 +76,5 @@ def step_result_ce(hidden: torch.Tensor, lm_head: torch.nn.Module, positions: to
     present = positions >= 0
     if not bool(present.any()):
         return hidden.sum() * 0.0
-    rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None].expand_as(positions)
-    states = hidden[rows[present], positions[present]]  # (n, D)
+    states = at_pairs([hidden], positions, present)[:, 0]  # (n, D)
     return F.cross_entropy(lm_head(states).float(), tokens[present])

@@ -103,14 +103,14 @@ def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: Sft
     student_ce = shifted_ce(s_out.logits.float(), student.labels)
     loss = loss + student_ce
     metrics["loss/student_ce"] = float(student_ce.detach())
-    if config.codi_weight > 0:
+    if kd:  # once: every distillation term reads the same float32 block stacks
         t_blocks, s_blocks = _blocks(t_out, config), _blocks(s_out, config)
+    if config.codi_weight > 0:
         codi = distill(at_positions(s_blocks, student.target), at_positions(t_blocks, teacher.target),
                        config.loss_calc, config.loss_norm)
         loss = loss + config.codi_weight * codi
         metrics["loss/codi"] = float(codi.detach())
     if config.mean_reasoning_weight > 0:
-        t_blocks, s_blocks = _blocks(t_out, config), _blocks(s_out, config)
         has = teacher.reasoning.any(-1)[:, None, None]  # rows without CoT tokens are zeroed on both sides
         mean = distill(masked_mean(s_blocks, student.reasoning) * has, masked_mean(t_blocks, teacher.reasoning) * has,
                        config.loss_calc, config.loss_norm)
@@ -121,7 +121,6 @@ def sft_loss(model: LatentLM, teacher: Batch, student: Batch | None, config: Sft
         t_pos, s_pos = teacher.step_positions[:, :width], student.step_positions[:, :width]
         paired = (t_pos >= 0) & (s_pos >= 0)  # step i of a row: thought i exists and the teacher's token was found
         if bool(paired.any()):
-            t_blocks, s_blocks = _blocks(t_out, config), _blocks(s_out, config)
             step_kd = distill(at_pairs(s_blocks, s_pos, paired), at_pairs(t_blocks, t_pos, paired),
                               config.loss_calc, config.loss_norm)
             loss = loss + config.step_codi_weight * step_kd
