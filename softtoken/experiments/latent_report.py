@@ -140,19 +140,24 @@ def overall_table(summary: dict[str, dict[str, Any]], name: str) -> tuple[list[s
 def by_steps_table(summary: dict[str, dict[str, Any]], name: str, metric: str, part: str = "evaluations"
                    ) -> tuple[list[str], list[list[str]]] | None:
     """Rows of runs whose evaluation `name` has `metric` per S (latent steps: latent evaluations only)."""
-    chosen = {label: e for label, s in summary.items()
-              if (e := s[part].get(name)) and (metric == "accuracy" or e["latent_thinking"])}
-    if not chosen:
-        return None
+    chosen = {(label,): e for label, s in summary.items() if (e := s[part].get(name))}
+    table = _per_difficulty(chosen, metric, ["run"])
+    return table if table[1] else None
+
+
+def _per_difficulty(evaluations: dict[tuple[str, ...], dict[str, Any]], metric: str, heads: list[str]
+                    ) -> tuple[list[str], list[list[str]]]:
+    """One row per (row cells) -> evaluation with `metric` per S; latent steps only for latent evaluations."""
+    chosen = {cells: e for cells, e in evaluations.items() if metric == "accuracy" or e["latent_thinking"]}
     steps = sorted({k for e in chosen.values() for k in e["by_steps"]})
     digits = 3 if metric == "accuracy" else 2
-    rows = [[label] + [_text(e["by_steps"][k][metric], digits) if k in e["by_steps"] else "–" for k in steps]
-            for label, e in chosen.items()]
-    return ["run"] + [f"S={k}" for k in steps], rows
+    rows = [list(cells) + [_text(e["by_steps"][k][metric], digits) if k in e["by_steps"] else "–" for k in steps]
+            for cells, e in chosen.items()]
+    return heads + [f"S={k}" for k in steps], rows
 
 
 def rl_tables(summary: dict[str, dict[str, Any]], name: str) -> list[Block]:
-    """Before/after RL of evaluation `name`: the overall numbers, and latent steps by S."""
+    """Before/after RL of evaluation `name`: the overall numbers, and latent steps and accuracy by S."""
     grpo = {label: s for label, s in summary.items() if name in s["start"] and name in s["evaluations"]}
     if not grpo:
         return []
@@ -165,17 +170,12 @@ def rl_tables(summary: dict[str, dict[str, Any]], name: str) -> list[Block]:
                      before["latent_steps"].text(2), after["latent_steps"].text(2), before["length"].text(2),
                      after["length"].text(2)])
     blocks: list[Block] = [("h", 3, f"Before / after RL ({name})"), ("table", headers, rows)]
-    steps = sorted({k for s in grpo.values() for k in s["evaluations"][name]["by_steps"]})
-    by_steps = []
-    for label, s in grpo.items():
-        for phase, part in (("before", "start"), ("after", "evaluations")):
-            e = s[part][name]
-            if e["latent_thinking"]:
-                by_steps.append([label, phase] + [_text(e["by_steps"][k]["latent_steps"], 2) if k in e["by_steps"]
-                                                  else "–" for k in steps])
-    if by_steps:
-        blocks += [("h", 3, f"Latent steps by difficulty S, before / after RL ({name})"),
-                   ("table", ["run", "phase"] + [f"S={k}" for k in steps], by_steps)]
+    for metric, caption in (("latent_steps", "Latent steps"), ("accuracy", "Accuracy")):
+        phases = {(label, phase): s[part][name] for label, s in grpo.items()
+                  for phase, part in (("before", "start"), ("after", "evaluations"))}
+        table = _per_difficulty(phases, metric, ["run", "phase"])
+        if table[1]:
+            blocks += [("h", 3, f"{caption} by difficulty S, before / after RL ({name})"), ("table", *table)]
     return blocks
 
 

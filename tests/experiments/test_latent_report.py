@@ -106,6 +106,9 @@ def test_report_tables_and_figures_come_from_the_store(run_dir):
     before_after = "| 0.500 ± 0.000 | 2.00 ± 0.00 | 1.00 ± 0.29 | 4.00 ± 0.00 | 3.00 ± 0.29 |"
     assert f"| A+RL | A | 0.500 ± {err} {before_after}" in text
     assert "| A+RL | after | 1.00 ± 0.00 | 1.00 ± 0.58 |" in text
+    # Accuracy by S before RL is A's (S=1: 0.5, 0.5, 1.0), after RL 0.5 at every S on every seed.
+    assert f"| A+RL | before | 0.667 ± {stderr([0.5, 0.5, 1.0]):.3f} | 0.350 ± {stderr([0.0, 0.25, 0.8]):.3f} |" in text
+    assert "| A+RL | after | 0.500 ± 0.000 | 0.500 ± 0.000 |" in text
     assert "| sft/h-B/1/B | NonFiniteLossError: nan |" in text and "1 stored records belong to entries changed" in text
     assert "\\pm" in (run_dir / "table.tex").read_text() and "<table>" in (run_dir / "report.html").read_text()
     pytest.importorskip("matplotlib")
