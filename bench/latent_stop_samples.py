@@ -37,10 +37,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     lines = (args.data / "train.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines if line.strip()][-args.rows :]
+    model, tokenizer = load_latent_model(args.model)
+    saved = model.settings
+    prompts = rl_prompts(tokenizer, model, rows, GrpoConfig(batch_size=2, num_generations=2))
     for temperature in (float(t) for t in args.stop_temperatures.split(",")):
-        model, tokenizer = load_latent_model(args.model)
-        model.settings = dataclasses.replace(model.settings, binary_head_temp=temperature)
-        prompts = rl_prompts(tokenizer, model, rows, GrpoConfig(batch_size=2, num_generations=2))
+        model.settings = dataclasses.replace(saved, binary_head_temp=temperature)
         with torch.no_grad():
             out = generate(model, [p for p, _ in prompts], max_new_tokens=16,
                            max_latent_steps=model.settings.max_latent_steps, temperature=args.token_temperature,

@@ -170,9 +170,9 @@ def rl_tables(summary: dict[str, dict[str, Any]], name: str) -> list[Block]:
                      before["latent_steps"].text(2), after["latent_steps"].text(2), before["length"].text(2),
                      after["length"].text(2)])
     blocks: list[Block] = [("h", 3, f"Before / after RL ({name})"), ("table", headers, rows)]
+    phases = {(label, phase): s[part][name] for label, s in grpo.items()
+              for phase, part in (("before", "start"), ("after", "evaluations"))}
     for metric, caption in (("latent_steps", "Latent steps"), ("accuracy", "Accuracy")):
-        phases = {(label, phase): s[part][name] for label, s in grpo.items()
-                  for phase, part in (("before", "start"), ("after", "evaluations"))}
         table = _per_difficulty(phases, metric, ["run", "phase"])
         if table[1]:
             blocks += [("h", 3, f"{caption} by difficulty S, before / after RL ({name})"), ("table", *table)]
