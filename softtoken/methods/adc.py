@@ -10,7 +10,7 @@ target tokens wrong at this step, s = round(s_max ** (w / T)), geometric from s_
 (none wrong). So a prompt whose relaxation gets the target right becomes one-hot, that is discrete; the
 forward of an all-one-hot prompt is a discrete forward, and its teacher-forced match is an exact greedy
 match (confirmed by the shared judge, which also judges argmax X of the lowest-loss prompt every
-`eval_every` steps).
+`eval_every` steps; with `support_samples`, the best of that many discrete prompts drawn from its rows).
 
     problem = Problem(lm=lm, target_ids=tuple(lm.encode(" Paris.")), prompt_length=4, seed=0)
     result = ADC(adc_default()).run(problem, Budget(steps=500))
@@ -46,6 +46,8 @@ class ADCConfig:
     target_starts: int = 0  # of the B prompts, how many start at the target's lowest-loss rotations, in [0, B]
     target_mass: float = 0.5  # probability those starts put on the rotation's token per position, in (0, 1]
     eval_every: int = 10  # steps between greedy evaluations of argmax X of the lowest-loss prompt, >= 1
+    support_samples: int = 0  # at each evaluation also score this many discrete prompts drawn from that
+    # prompt's rows (token ~ X) and judge the best of them; 0: judge argmax X only
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
 
     def __post_init__(self) -> None:
@@ -57,6 +59,8 @@ class ADCConfig:
             raise ValueError(f"ADCConfig.momentum must be in [0, 1), got {self.momentum}")
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
+        if self.support_samples < 0:
+            raise ValueError(f"ADCConfig.support_samples must be >= 0, got {self.support_samples}")
         if not 0 <= self.target_starts <= self.batch_size:
             raise ValueError(f"ADCConfig.target_starts must be in [0, batch_size={self.batch_size}], "
                              f"got {self.target_starts}")
@@ -131,14 +135,30 @@ class ADC(ConfiguredMethod):
             support = support_size(wrong, int(target.numel()), cfg.support_max)  # (B,)
             with torch.no_grad():
                 relaxed.copy_(project_top_s(relaxed, support))
-            best_prompt = prompts[int(losses.detach().argmin())]  # (L,)
+            best = int(losses.detach().argmin())
+            best_prompt = prompts[best]  # (L,)
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
                      "relax/support_mean": support.float().mean().item()})
             if hits.any():
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
-                run.evaluate(best_prompt)
+                run.evaluate_many(self._decoded(run, objective, best_prompt, relaxed.detach()[best]))
         return run.result(self.name, cfg, final=best_prompt, objective=objective)
+
+    def _decoded(self, run: RunHarness, objective: TargetCE, argmax: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The discrete prompts to judge for one relaxed prompt: its argmax (L,) alone, or, with
+        `support_samples`, the hits among it and that many prompts drawn from its rows (L, V), else the
+        lowest-loss of them (1 or more, L). With 1-3 target tokens still wrong, ADC's rows keep 2-3 tokens
+        each, and the argmax is only one of their combinations (issue 12: the relaxation gap)."""
+        cfg, lm = self.config, run.lm
+        if cfg.support_samples == 0:
+            return argmax[None]
+        draws = torch.multinomial(rows, cfg.support_samples, replacement=True, generator=run.generator).T  # (N, L)
+        candidates = torch.cat([argmax[None], draws]).unique(dim=0)  # (M, L), sorted: the order is the seed's
+        with torch.no_grad(), lm.compute(cfg.compute_dtype):
+            losses, predictions = objective.hard_loss_and_predictions(lm, candidates, run.context)  # (M,), (M, T)
+        hits = (predictions == run.context.target_tensor(lm.device)).all(-1)  # (M,)
+        return candidates[hits] if hits.any() else candidates[losses.argmin()][None]
 
     def _with_target_starts(self, run: RunHarness, objective: TargetCE, start: torch.Tensor) -> torch.Tensor:
         """`start` (B, L, V) with its first `target_starts` prompts pulled to the target's lowest-loss

@@ -100,14 +100,50 @@ def test_adc_recovers_a_planted_prompt(tiny_lm, planted_target):
         assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
 
 
-def test_adc_is_deterministic_for_same_key(tiny_lm):
+@pytest.mark.parametrize("support_samples", [0, 8])
+def test_adc_is_deterministic_for_same_key(tiny_lm, support_samples):
     def run(seed):
         problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=seed)
-        return ADC(ADCConfig(eval_every=2)).run(problem, Budget(steps=6))
+        return ADC(ADCConfig(eval_every=2, support_samples=support_samples)).run(problem, Budget(steps=6))
 
     first, again, other = run(1), run(1), run(2)
     assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
     assert first.history["loss/target"] != other.history["loss/target"]
+
+
+def _planted_prompt_and_decoy(tiny_lm):
+    """A 2-token prompt (prompt-vocabulary indices), its 3-token greedy target, and a token that breaks it at
+    position 0."""
+    prompt = torch.tensor([5, 11])
+    target = tuple(tiny_lm.greedy_generate(tiny_lm.to_model_ids(prompt).unsqueeze(0), 3)[0].tolist())
+    context = ObjectiveContext(target_ids=target)
+    for decoy in range(tiny_lm.prompt_vocab_size):
+        _, predictions = TargetCE().hard_loss_and_predictions(tiny_lm, torch.tensor([[decoy, 11]]), context)
+        if predictions[0].tolist() != list(target):
+            return prompt, target, decoy
+    raise AssertionError("every first token reaches the target")
+
+
+def test_adc_support_samples_find_a_hit_the_argmax_misses(tiny_lm):
+    prompt, target, decoy = _planted_prompt_and_decoy(tiny_lm)
+    vocab = tiny_lm.prompt_vocab_size
+    rows = torch.nn.functional.one_hot(prompt, vocab).float()  # (2, V)
+    rows[0] = 0.4 * rows[0] + 0.6 * torch.nn.functional.one_hot(torch.tensor(decoy), vocab).float()
+    argmax = rows.argmax(-1)
+    assert argmax.tolist() == [decoy, 11]
+    problem = Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=0)
+    for samples, expected in ((0, [[decoy, 11]]), (16, [prompt.tolist()])):  # 0.6 ** 16 < 3e-4: P is drawn
+        method = ADC(ADCConfig(support_samples=samples))
+        judged = method._decoded(method.harness(problem, Budget(steps=1)), TargetCE(), argmax, rows)
+        assert judged.tolist() == expected
+
+
+def test_adc_support_samples_of_one_hot_rows_judge_the_argmax_alone(tiny_lm):
+    prompt, target, decoy = _planted_prompt_and_decoy(tiny_lm)
+    rows = torch.nn.functional.one_hot(torch.tensor([decoy, 11]), tiny_lm.prompt_vocab_size).float()
+    method = ADC(ADCConfig(support_samples=8))
+    run = method.harness(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=0), Budget(steps=1))
+    assert method._decoded(run, TargetCE(), rows.argmax(-1), rows).tolist() == [[decoy, 11]]
 
 
 def test_adc_respects_the_step_and_token_budgets_and_records_the_target_loss(tiny_lm):
@@ -130,7 +166,7 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
 @pytest.mark.parametrize("field, bad", [
     ("epochs", 0), ("batch_size", 0), ("learning_rate", -1.0), ("momentum", 1.0), ("support_max", 0),
     ("init_std", -0.5), ("eval_every", 0), ("compute_dtype", "int8"), ("target_starts", 5), ("target_starts", -1),
-    ("target_mass", 0.0), ("target_mass", 1.5),
+    ("target_mass", 0.0), ("target_mass", 1.5), ("support_samples", -1),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
