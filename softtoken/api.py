@@ -19,7 +19,8 @@ from softtoken.lm.evaluation import evaluate_prompts
 from softtoken.lm.frame import build_frame, check_frame_options
 from softtoken.lm.loading import LoadedModel, resolve_device, resolve_dtype
 from softtoken.lm.softlm import SoftLM, as_softlm
-from softtoken.lm.vocab import TOKEN_CLASSES, restricted_vocabulary
+from softtoken.lm.token_classes import check_vocabulary_limits
+from softtoken.lm.vocab import restricted_vocabulary
 from softtoken.methods import Budget, Problem, ProgramConfig, ProgramMethod, Result, Tracker, build_method
 from softtoken.objectives import ObjectiveContext
 
@@ -135,14 +136,6 @@ def plan_invert(model: Any = None, *, method: str | None = None, preset: str | N
     return InvertPlan(runner=runner, budget=Budget(steps=steps, seconds=time_budget), prompt_length=prompt_length,
                       seed=seed, context=context, allowed=allowed, banned=tuple(banned), model=model,
                       tokenizer=tokenizer, device=device, dtype=dtype)
-
-
-def check_vocabulary_limits(allowed: str | None, banned: Sequence[str]) -> None:
-    if allowed is not None and allowed not in TOKEN_CLASSES and not Path(allowed).is_file():
-        raise ValueError(f"allowed must be one of {sorted(TOKEN_CLASSES)} or a word-list file, got {allowed!r}")
-    bad = [text for text in banned if not isinstance(text, str) or not text]
-    if isinstance(banned, str) or bad:
-        raise ValueError(f"banned must be a list of non-empty texts, got {banned!r}")
 
 
 def as_target_set(targets: str | Path | TargetSet | Sequence[str]) -> TargetSet:

@@ -48,6 +48,8 @@ class RunTask:
     dtype: str = "float32"
     threads: int | None = None  # torch threads for this run; None: leave the process default
     forward_tokens: int | None = None  # compute budget of the run; None: unlimited
+    allowed: str | None = None  # prompt vocabulary limits (SweepSpec.allowed / banned)
+    banned: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +72,7 @@ def expand_tasks(spec: SweepSpec, points: Sequence[ConfigPoint], targets: Target
                     seed=seed, run_seed=run_seed(key), target=target.to_dict(), prompt_length=spec.prompt_length,
                     steps=point.budget.steps, seconds=point.budget.seconds, model=spec.model, device=spec.device,
                     dtype=spec.dtype, threads=threads if threads is not None else spec.threads_per_run,
-                    forward_tokens=point.budget.forward_tokens,
+                    forward_tokens=point.budget.forward_tokens, allowed=spec.allowed, banned=spec.banned,
                 ))
     return tasks
 
@@ -98,6 +100,7 @@ def build_targets(spec: SweepSpec, run_dir: Path, load_lm) -> TargetSet:
 
 # ----------------------------------------------------------------------------- one run
 _LM_CACHE: dict[tuple, Any] = {}
+_VOCABULARY_CACHE: dict[tuple, Any] = {}  # (tokenizer id, rows, allowed, banned) -> (tokenizer, allowed ids)
 
 
 def cached_lm(model: str | None, device: str, dtype: str):
@@ -110,6 +113,19 @@ def cached_lm(model: str | None, device: str, dtype: str):
         loaded = load_model(model, device=device, dtype=dtype)
         _LM_CACHE[key] = SoftLM(loaded.model, loaded.tokenizer)
     return _LM_CACHE[key]
+
+
+def limited_lm(lm, allowed: str | None, banned: tuple[str, ...]):
+    """`lm` with the prompt vocabulary limited (the limited vocabulary computed once per process and limits)."""
+    if allowed is None and not banned:
+        return lm
+    from softtoken.lm.vocab import restricted_vocabulary
+
+    key = (id(lm.tokenizer), int(lm.embedding.shape[0]), allowed, banned)
+    if key not in _VOCABULARY_CACHE:  # the value holds the tokenizer, so its id is not reused while cached
+        _VOCABULARY_CACHE[key] = (lm.tokenizer, restricted_vocabulary(lm.tokenizer, lm.embedding.shape[0],
+                                                                      allowed=allowed, banned=banned))
+    return lm.restricted(_VOCABULARY_CACHE[key][1])
 
 
 def _base_record(task: RunTask) -> dict[str, Any]:
@@ -130,7 +146,7 @@ def execute_task(task: RunTask | Mapping[str, Any], lm=None) -> dict[str, Any]:
     try:
         if task.threads is not None:
             torch.set_num_threads(task.threads)
-        lm = lm or cached_lm(task.model, task.device, task.dtype)
+        lm = limited_lm(lm or cached_lm(task.model, task.device, task.dtype), task.allowed, tuple(task.banned))
         target = Target.from_dict(task.target)
         lm = lm.framed(build_frame(lm.tokenizer, **target.context, model_name=lm.name))
         runner = build_method(task.method if task.preset is None else None, task.preset, dict(task.options))

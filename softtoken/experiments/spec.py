@@ -29,9 +29,10 @@ import yaml
 from softtoken.configcheck import check_types
 from softtoken.data.targets import CONTEXT_KEYS
 from softtoken.lm.frame import check_frame_options
+from softtoken.lm.token_classes import check_vocabulary_limits
 
 TOP_KEYS = {"name", "kind", "model", "dataset", "prompt_length", "seeds", "budget", "methods", "device", "dtype",
-            "threads_per_run"}
+            "threads_per_run", "allowed", "banned"}
 SPEC_KINDS = ("inversion", "latent")  # `kind:` of a spec; inversion when absent (latent: latent_spec.py)
 METHOD_KEYS = {"label", "method", "preset", "options", "grid", "seeds", "budget", "reference"}
 DATASET_KEYS = {"path", "generate", "reconstruction", "limit", "ids", "context"}
@@ -129,9 +130,12 @@ class SweepSpec:
     device: str = "cpu"
     dtype: str = "float32"
     threads_per_run: int | None = None  # torch threads in each run; None: 1 in worker processes
+    allowed: str | None = None  # prompt vocabulary: a token class (ascii, printable, words, decodable) or word file
+    banned: tuple[str, ...] = ()  # texts whose tokens leave the prompt vocabulary
 
     def __post_init__(self) -> None:
         check_types(self)
+        check_vocabulary_limits(self.allowed, self.banned)
         if self.prompt_length < 1:
             raise ValueError(f"prompt_length must be >= 1, got {self.prompt_length}")
         if not self.seeds:
@@ -251,7 +255,8 @@ def parse_spec(data: Any, base_dir: Path = Path(".")) -> SweepSpec:
         model=data.get("model"), prompt_length=data.get("prompt_length", 10),
         seeds=_seeds(seeds), budget=budget,
         device=str(data.get("device", "cpu")), dtype=str(data.get("dtype", "float32")),
-        threads_per_run=data.get("threads_per_run"),
+        threads_per_run=data.get("threads_per_run"), allowed=data.get("allowed"),
+        banned=tuple(data["banned"]) if isinstance(data.get("banned"), list) else data.get("banned", ()),
     )
     if errors:
         raise SpecError(errors)
@@ -301,11 +306,19 @@ class ConfigPoint:
 
 
 def config_hash(method: str, config: Mapping[str, Any], *, prompt_length: int, budget: BudgetSpec,
-                model: str | None) -> str:
-    """Stable 12-hex hash of everything besides seed and target that changes a run's outcome."""
+                model: str | None, vocabulary: Mapping[str, Any] | None = None) -> str:
+    """Stable 12-hex hash of everything besides seed and target that changes a run's outcome. A prompt
+    vocabulary limit enters only when there is one, so the hashes of unlimited runs stay as they were."""
     payload = {"method": method, "config": config, "prompt_length": prompt_length, "budget": asdict(budget),
-               "model": model}
+               "model": model, **({"vocabulary": dict(vocabulary)} if vocabulary else {})}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def vocabulary_limits(spec: SweepSpec) -> dict[str, Any] | None:
+    """The spec's prompt vocabulary limits, or None when the whole vocabulary is allowed."""
+    if spec.allowed is None and not spec.banned:
+        return None
+    return {"allowed": spec.allowed, "banned": list(spec.banned)}
 
 
 def resolve_points(spec: SweepSpec) -> list[ConfigPoint]:
@@ -331,7 +344,7 @@ def resolve_points(spec: SweepSpec) -> list[ConfigPoint]:
                 label=entry.label, method=runner.name, preset=preset, options=options, grid_point=point,
                 config=config, seeds=entry.seeds or spec.seeds, budget=budget,
                 config_hash=config_hash(runner.name, config, prompt_length=spec.prompt_length, budget=budget,
-                                        model=spec.model),
+                                        model=spec.model, vocabulary=vocabulary_limits(spec)),
             ))
     if errors:
         raise SpecError(errors)

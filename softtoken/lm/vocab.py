@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from softtoken.lm.token_classes import TOKEN_CLASSES
+
 
 def special_token_ids(tokenizer) -> set[int]:
     """Ids the tokenizer treats as special (BOS/EOS/PAD, chat-template and other added special tokens)."""
@@ -36,27 +38,11 @@ def _token_texts(tokenizer, ids: list[int]) -> list[str]:
     return tokenizer.batch_decode([[i] for i in ids])
 
 
-def _is_ascii(text: str) -> bool:
-    return bool(text) and text.isascii()
-
-
-def _is_printable(text: str) -> bool:
-    return _is_ascii(text) and text.isprintable()
-
-
-def _is_word(text: str) -> bool:
-    """A letters-only word, with at most one leading space (how BPE vocabularies spell word starts)."""
-    word = text[1:] if text.startswith(" ") else text
-    return word.isascii() and word.isalpha()
-
-
-TOKEN_CLASSES = {"ascii": _is_ascii, "printable": _is_printable, "words": _is_word}
-
-
 def allowed_token_ids(tokenizer, ids: list[int], allowed: str) -> list[int]:
     """The ids among `ids` of a token class (`ascii`, `printable`: ASCII without control characters,
-    `words`: letters only) or, for any other value, listed in the file `allowed` (one word a line; a token
-    is allowed when its text, without one leading space, is a listed word)."""
+    `words`: letters only, `decodable`: no part of a multi-byte character) or, for any other value, listed
+    in the file `allowed` (one word a line; a token is allowed when its text, without one leading space, is
+    a listed word)."""
     texts = _token_texts(tokenizer, ids)
     if allowed in TOKEN_CLASSES:
         keep = TOKEN_CLASSES[allowed]

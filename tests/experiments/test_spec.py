@@ -60,6 +60,33 @@ def test_config_hash_covers_config_prompt_length_budget_and_model():
     assert reference != config_hash("dlmi", {"temperature": 1.0}, **{**base, "model": "m"})
 
 
+def test_a_vocabulary_limit_enters_the_config_hash_and_no_limit_leaves_it_unchanged(tmp_path):
+    base = {"prompt_length": 10, "budget": BudgetSpec(steps=5), "model": None}
+
+    def point_hash(**limits):
+        spec = parse_spec({"dataset": "t.txt", "prompt_length": 10, "budget": {"steps": 5},
+                           "methods": [{"method": "dlmi", "options": {"temperature": 1.0}}], **limits}, tmp_path)
+        return resolve_points(spec)[0].config_hash
+
+    hashes = [point_hash(), point_hash(allowed="decodable"), point_hash(allowed="words"),
+              point_hash(banned=["Paris"])]
+    config = resolve_points(parse_spec({"dataset": "t.txt", "methods": [
+        {"method": "dlmi", "options": {"temperature": 1.0}}]}, tmp_path))[0].config
+    assert hashes[0] == config_hash("dlmi", dict(config), **base)
+    assert len(set(hashes)) == 4
+    assert hashes[1] == config_hash("dlmi", dict(config), **base,
+                                    vocabulary={"allowed": "decodable", "banned": []})
+
+
+@pytest.mark.parametrize("limits, message", [
+    ({"allowed": "no-such-class"}, "allowed must be one of"), ({"allowed": 3}, "allowed"),
+    ({"banned": "Paris"}, "banned"), ({"banned": [""]}, "banned must be a list of non-empty texts"),
+])
+def test_a_bad_vocabulary_limit_is_a_spec_error_naming_it(tmp_path, limits, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec({"dataset": "t.txt", "methods": ["dlmi"], **limits}, tmp_path)
+
+
 def test_run_seed_depends_only_on_the_key():
     key = run_key("dlmi", "abc", 10, "k1_sample0")
     assert key == "dlmi/abc/10/k1_sample0"

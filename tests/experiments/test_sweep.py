@@ -53,6 +53,19 @@ def test_sweep_run_does_not_depend_on_order_or_other_targets(tiny_spec, tmp_path
     assert all(full[key] == value for key, value in subset.items())
 
 
+def test_a_spec_vocabulary_limit_holds_every_prompt_it_finds(tiny_spec, tiny_tokenizer, tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("w5\nw6\nw9\n")
+    allowed = {tiny_tokenizer.convert_tokens_to_ids(word) for word in ("w5", "w6", "w9")}
+    run_sweep(parse_spec(tiny_spec(seeds=[1], allowed=str(words))), tmp_path / "limited", LocalBackend(),
+              progress=False)
+    run_sweep(parse_spec(tiny_spec(seeds=[1])), tmp_path / "whole", LocalBackend(), progress=False)
+    limited, whole = outcome(tmp_path / "limited"), outcome(tmp_path / "whole")
+    assert len(limited) == 4 and all(status == "ok" and set(ids) <= allowed for status, ids, *_ in limited.values())
+    assert not set(limited) & set(whole)  # the limit is part of every run's key
+    assert any(not set(ids) <= allowed for _, ids, *_ in whole.values())
+
+
 @dataclass(frozen=True, kw_only=True)
 class _NoConfig:
     epochs: int = 1

@@ -14,6 +14,21 @@ def test_token_classes_on_exact_tokens(tiny_tokenizer):
     assert allowed_token_ids(tiny_tokenizer, ids, "words") == []  # digits are not letters
 
 
+class TextsTokenizer:
+    """Decodes id i to texts[i]: the token texts byte-level vocabularies produce, without a real tokenizer."""
+
+    def __init__(self, texts):
+        self.texts = texts
+
+    def batch_decode(self, batches):
+        return ["".join(self.texts[i] for i in ids) for ids in batches]
+
+
+def test_decodable_drops_exactly_the_pieces_of_multibyte_characters():
+    texts = [" the", "\ufffd", "é", " \ufffd\ufffd", "ab\ufffd", "\n", ""]
+    assert allowed_token_ids(TextsTokenizer(texts), list(range(len(texts))), "decodable") == [0, 2, 5]
+
+
 def test_a_word_list_file_allows_exactly_its_words(tiny_tokenizer, tmp_path):
     words = tmp_path / "words.txt"
     words.write_text("w1\n\nw7\n")
