@@ -154,7 +154,7 @@ class ADC(ConfiguredMethod):
         if cfg.support_samples == 0:
             return argmax[None]
         draws = torch.multinomial(rows, cfg.support_samples, replacement=True, generator=run.generator).T  # (N, L)
-        candidates = torch.cat([argmax[None], draws]).unique(dim=0)  # (M, L), sorted, so the order depends on the draws alone
+        candidates = torch.cat([argmax[None], draws]).unique(dim=0)  # (M, L), sorted
         with torch.no_grad(), lm.compute(cfg.compute_dtype):
             losses, predictions = objective.hard_loss_and_predictions(lm, candidates, run.context)  # (M,), (M, T)
         hits = (predictions == run.context.target_tensor(lm.device)).all(-1)  # (M,)
