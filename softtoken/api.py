@@ -20,7 +20,7 @@ from softtoken.lm.frame import build_frame, check_frame_options
 from softtoken.lm.loading import LoadedModel, resolve_device, resolve_dtype
 from softtoken.lm.softlm import SoftLM, as_softlm
 from softtoken.lm.token_classes import check_vocabulary_limits
-from softtoken.lm.vocab import restricted_vocabulary
+from softtoken.lm.vocab import limit_vocabulary
 from softtoken.methods import Budget, Problem, ProgramConfig, ProgramMethod, Result, Tracker, build_method
 from softtoken.objectives import ObjectiveContext
 
@@ -94,10 +94,7 @@ class InvertPlan:
     def load(self) -> SoftLM:
         """The model with the plan's prompt vocabulary (its context is added per target by `framed`)."""
         lm = as_softlm(self.model, tokenizer=self.tokenizer, device=self.device, dtype=self.dtype)
-        if self.allowed is None and not self.banned:
-            return lm
-        return lm.restricted(restricted_vocabulary(lm.tokenizer, lm.embedding.shape[0], allowed=self.allowed,
-                                                   banned=self.banned))
+        return limit_vocabulary(lm, self.allowed, self.banned)
 
     def framed(self, lm: SoftLM) -> SoftLM:
         return lm.framed(build_frame(lm.tokenizer, **self.context, model_name=lm.name))

@@ -100,7 +100,6 @@ def build_targets(spec: SweepSpec, run_dir: Path, load_lm) -> TargetSet:
 
 # ----------------------------------------------------------------------------- one run
 _LM_CACHE: dict[tuple, Any] = {}
-_VOCABULARY_CACHE: dict[tuple, Any] = {}  # (tokenizer id, rows, allowed, banned) -> (tokenizer, allowed ids)
 
 
 def cached_lm(model: str | None, device: str, dtype: str):
@@ -115,19 +114,6 @@ def cached_lm(model: str | None, device: str, dtype: str):
     return _LM_CACHE[key]
 
 
-def limited_lm(lm, allowed: str | None, banned: tuple[str, ...]):
-    """`lm` with the prompt vocabulary limited (the limited vocabulary computed once per process and limits)."""
-    if allowed is None and not banned:
-        return lm
-    from softtoken.lm.vocab import restricted_vocabulary
-
-    key = (id(lm.tokenizer), int(lm.embedding.shape[0]), allowed, banned)
-    if key not in _VOCABULARY_CACHE:  # the value holds the tokenizer, so its id is not reused while cached
-        _VOCABULARY_CACHE[key] = (lm.tokenizer, restricted_vocabulary(lm.tokenizer, lm.embedding.shape[0],
-                                                                      allowed=allowed, banned=banned))
-    return lm.restricted(_VOCABULARY_CACHE[key][1])
-
-
 def _base_record(task: RunTask) -> dict[str, Any]:
     return {"key": task.key, "label": task.label, "method": task.method, "config_hash": task.config_hash,
             "grid_point": dict(task.grid_point), "seed": task.seed, "run_seed": task.run_seed,
@@ -139,6 +125,7 @@ def execute_task(task: RunTask | Mapping[str, Any], lm=None) -> dict[str, Any]:
     import torch
 
     from softtoken.methods import Budget, Problem, build_method
+    from softtoken.lm.vocab import limit_vocabulary
 
     task = task if isinstance(task, RunTask) else RunTask(**task)
     record = _base_record(task)
@@ -146,7 +133,7 @@ def execute_task(task: RunTask | Mapping[str, Any], lm=None) -> dict[str, Any]:
     try:
         if task.threads is not None:
             torch.set_num_threads(task.threads)
-        lm = limited_lm(lm or cached_lm(task.model, task.device, task.dtype), task.allowed, tuple(task.banned))
+        lm = limit_vocabulary(lm or cached_lm(task.model, task.device, task.dtype), task.allowed, task.banned)
         target = Target.from_dict(task.target)
         lm = lm.framed(build_frame(lm.tokenizer, **target.context, model_name=lm.name))
         runner = build_method(task.method if task.preset is None else None, task.preset, dict(task.options))

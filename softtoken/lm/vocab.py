@@ -80,3 +80,19 @@ def restricted_vocabulary(tokenizer, num_embeddings: int, *, allowed: str | None
         raise ValueError(f"the prompt vocabulary is empty: allowed={allowed!r} with banned={list(banned)} "
                          f"leaves no token of the model's")
     return prompt_vocabulary(tokenizer, num_embeddings, banned=excluded, allowed=kept)
+
+
+_LIMITED: dict[tuple, tuple] = {}  # (tokenizer id, rows, allowed, banned) -> (tokenizer, allowed ids)
+
+
+def limit_vocabulary(lm, allowed: str | None, banned: Iterable[str] = ()):
+    """`lm` (a SoftLM) with its prompt vocabulary limited; itself when there is no limit. The limited ids are
+    computed once per process and limits (a sweep worker runs many targets on one model)."""
+    banned = tuple(banned)
+    if allowed is None and not banned:
+        return lm
+    key = (id(lm.tokenizer), int(lm.embedding.shape[0]), allowed, banned)
+    if key not in _LIMITED:  # the value holds the tokenizer, so its id is not reused while cached
+        _LIMITED[key] = (lm.tokenizer, restricted_vocabulary(lm.tokenizer, lm.embedding.shape[0], allowed=allowed,
+                                                             banned=banned))
+    return lm.restricted(_LIMITED[key][1])
