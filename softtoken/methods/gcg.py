@@ -62,13 +62,14 @@ class GCGConfig:
     model_proposals: int = 0  # per position, this many of the top-k are the model's own next tokens (BEAST), < topk
     restart_patience: int = 0  # restart from a random prompt after this many steps without a lower loss; 0 never
     prefix_cache: bool = False  # score candidates from the current prompt's keys/values before their first change
+    target_curriculum: int = 0  # k > 0: optimise the target's first k tokens, k more once they are all right; 0 off
 
     def __post_init__(self) -> None:
         check_types(self)
         for name in ("epochs", "search_width", "topk", "n_replace", "candidate_batch_size", "eval_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"GCGConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("buffer_size", "combine_swaps", "model_proposals", "restart_patience"):
+        for name in ("buffer_size", "combine_swaps", "model_proposals", "restart_patience", "target_curriculum"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GCGConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.proposal_momentum < 1:
@@ -183,8 +184,12 @@ class GCG(ConfiguredMethod):
             raise ValueError(f"GCG initial prompt must have shape ({problem.prompt_length},), got {tuple(initial.shape)}")
         if cfg.n_replace > problem.prompt_length:
             raise ValueError(f"GCGConfig.n_replace={cfg.n_replace} exceeds prompt_length={problem.prompt_length}")
+        if cfg.target_curriculum and problem.universal:
+            raise ValueError("GCGConfig.target_curriculum needs a single target, got a universal problem; set it to 0")
         run = self.harness(problem, budget, tracker)
         objective = self.objective(problem)
+        if cfg.target_curriculum:
+            run.context = replace(run.context, target_ids=problem.target_ids[:cfg.target_curriculum])
         current = self._init(run, objective) if initial is None else initial.to(lm.device)  # (L,)
         buffer, memory, since_better = Buffer(cfg.buffer_capacity), None, 0
         loss, _ = self._score(run, objective, current.unsqueeze(0))
@@ -207,8 +212,14 @@ class GCG(ConfiguredMethod):
             current = buffer.best()[1]
             since_better = 0 if buffer.best()[0] < lowest else since_better + 1
             lowest = min(lowest, buffer.best()[0])
-            run.log({"loss/target": buffer.best()[0], "search/candidates": int(candidates.shape[0])})
+            run.log({"loss/target": buffer.best()[0], "search/candidates": int(candidates.shape[0]),
+                     **self._curriculum_metrics(run)})
             hit = candidates[exact][:1]  # a teacher-forced hit, confirmed by the greedy evaluator
+            if len(run.context.target_ids) < len(problem.target_ids):  # so far a hit on the prefix shown
+                hit = hit[:0]
+                if exact[winner] and torch.equal(current, candidates[winner]):
+                    buffer, hit = self._extend_target(run, objective, buffer)
+                    current, lowest, since_better = buffer.best()[1], buffer.best()[0], 0
             if hit.shape[0] or step % cfg.eval_every == 0 or step == run.max_steps:
                 run.evaluate(hit[0] if hit.shape[0] else current)
             if cfg.restart_patience and since_better >= cfg.restart_patience and not run.judge.exact:
@@ -216,6 +227,28 @@ class GCG(ConfiguredMethod):
                 current, buffer, memory, since_better = self._restart(run, objective)
                 lowest = buffer.best()[0]
         return run.result(self.name, cfg, final=current, objective=objective)
+
+    def _curriculum_metrics(self, run: RunHarness) -> dict[str, int]:
+        return {"search/target_tokens": len(run.context.target_ids)} if self.config.target_curriculum else {}
+
+    def _extend_target(self, run: RunHarness, objective: Objective, buffer: Buffer) -> tuple[Buffer, torch.Tensor]:
+        """The current prompt gets the shown target prefix right: show the full target's leading right tokens
+        plus `target_curriculum` more, and re-score the buffer on it (losses of different prefixes do not
+        compare). Returns that buffer and the prompt as a (1, L) hit if it gets the whole target right, else
+        (0, L). Why a curriculum: the mean loss over ten tokens dilutes the first wrong one, which alone
+        decides the greedy output, and a short target is also cheaper to score."""
+        problem, current = run.problem, buffer.best()[1]
+        full = replace(run.context, target_ids=problem.target_ids)
+        with torch.no_grad(), run.lm.compute(self.config.compute_dtype):
+            _, predictions = objective.hard_loss_and_predictions(run.lm, current.unsqueeze(0), full)  # (1, T)
+        right = int((predictions[0] == full.target_tensor(run.lm.device)).cumprod(0).sum())
+        run.context = replace(full, target_ids=problem.target_ids[:right + self.config.target_curriculum])
+        prompts = torch.stack([prompt for _, prompt in buffer.entries])  # (K, L)
+        rescored = Buffer(buffer.capacity)
+        for loss, prompt in zip(self._score(run, objective, prompts)[0].tolist(), prompts):
+            rescored.offer(loss, prompt)
+        run.record({"search/target_extended_step": run.step})
+        return rescored, current.unsqueeze(0)[: int(right == len(problem.target_ids))]
 
     def _proposal(self, run: RunHarness, current: torch.Tensor, grad: torch.Tensor,
                   memory: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from softtoken.lm.frame import Frame
+from softtoken.lm.frame import Frame, FramedTarget
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods import GCG, Budget, GCGConfig, Problem, get_preset
 from softtoken.methods.gcg import (
@@ -184,7 +184,7 @@ def test_model_proposals_put_the_model_next_tokens_in_each_later_position_top_k(
 
 
 @pytest.mark.parametrize("options", [{"combine_swaps": 3}, {"proposal_momentum": 0.5}, {"model_proposals": 2},
-                                     {"restart_patience": 2}, {"init_strategy": "target"}])
+                                     {"restart_patience": 2}, {"init_strategy": "target"}, {"target_curriculum": 1}])
 def test_gcg_levers_are_deterministic_for_the_same_seed(tiny_lm, options):
     config = GCGConfig(search_width=8, topk=4, eval_every=2, **{"init_strategy": "zeros", **options})
     problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=3)
@@ -201,7 +201,7 @@ def test_gcg_restarts_from_a_fresh_prompt_when_the_loss_stalls(tiny_lm):
 
 
 @pytest.mark.parametrize("field, bad", [("combine_swaps", -1), ("proposal_momentum", 1.0), ("model_proposals", 32),
-                                        ("restart_patience", -2)])
+                                        ("restart_patience", -2), ("target_curriculum", -1)])
 def test_gcg_config_rejects_bad_lever_values(field, bad):
     with pytest.raises(ValueError, match=field):
         GCGConfig(topk=32, **{field: bad})
@@ -262,3 +262,49 @@ def test_gcg_target_recovers_a_planted_prompt(tiny_lm, planted_target):
 def test_gcg_target_preset_is_gcg_combo_from_the_target():
     method, config = get_preset("gcg-target")
     assert method == "gcg" and config == replace(get_preset("gcg-combo")[1], init_strategy="target")
+
+
+def test_target_curriculum_extends_past_the_leading_right_tokens_and_rescores_the_buffer(tiny_lm):
+    # A prompt whose greedy continuation starts the target: the first two tokens are right, the third is not.
+    prompt = torch.tensor([3, 9, 1])
+    greedy = tiny_lm.greedy_generate(tiny_lm.to_model_ids(prompt)[None], 3)[0].tolist()
+    target = (*greedy[:2], (greedy[2] + 1) % tiny_lm.prompt_vocab_size, 5)
+    method = GCG(GCGConfig(target_curriculum=1, buffer_size=2))
+    problem = Problem(lm=tiny_lm, target_ids=target, prompt_length=3)
+    run = method.harness(problem, Budget(steps=1))
+    run.context = replace(run.context, target_ids=target[:1])
+    buffer = Buffer(2)
+    buffer.offer(0.0, prompt)
+    buffer.offer(0.5, torch.tensor([4, 4, 4]))
+    rescored, hit = method._extend_target(run, method.objective(problem), buffer)
+    assert run.context.target_ids == target[:3] and hit.shape == (0, 3)  # 2 right + 1 more
+    shown = method._score(run, method.objective(problem), torch.stack([prompt, torch.tensor([4, 4, 4])]))[0]
+    assert sorted(loss for loss, _ in rescored.entries) == sorted(shown.tolist())
+
+
+def test_target_curriculum_reports_a_prompt_that_gets_the_whole_target_as_a_hit(tiny_lm, planted_target):
+    target = planted_target(plant_seed=1, prompt_length=2, target_length=3)
+    prompt = torch.randint(0, tiny_lm.prompt_vocab_size, (2,), generator=torch.Generator().manual_seed(1))
+    method = GCG(GCGConfig(target_curriculum=1))
+    run = method.harness(Problem(lm=tiny_lm, target_ids=target, prompt_length=2), Budget(steps=1))
+    buffer = Buffer(0)
+    buffer.offer(0.0, prompt)
+    _, hit = method._extend_target(run, method.objective(run.problem), buffer)
+    assert run.context.target_ids == target and torch.equal(hit, prompt[None])
+
+
+def test_target_curriculum_recovers_a_planted_prompt_growing_its_target(tiny_lm, planted_target):
+    # Measured: success at steps 13, 25 and 21 for seeds 0-2.
+    target = planted_target(plant_seed=1, prompt_length=2, target_length=3)
+    config = GCGConfig(search_width=32, topk=16, init_strategy="zeros", eval_every=1000, target_curriculum=1)
+    for seed in range(3):
+        result = GCG(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=30))
+        shown = result.history["search/target_tokens"]
+        assert result.exact_match, (seed, result.metrics)
+        assert shown[0] == 1 and shown == sorted(shown), shown  # starts at one token and only grows
+
+
+def test_target_curriculum_refuses_a_universal_problem(tiny_lm):
+    problem = Problem(lm=tiny_lm, prompt_length=2, universal=(FramedTarget((7, 8), Frame()), FramedTarget((9,), Frame())))
+    with pytest.raises(ValueError, match="target_curriculum"):
+        GCG(GCGConfig(target_curriculum=1)).run(problem, Budget(steps=1))
