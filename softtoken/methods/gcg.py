@@ -28,6 +28,7 @@ from softtoken.lm.evaluation import survives_reencoding
 from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
+from softtoken.methods.curriculum import curriculum_open, extend_target, start_curriculum
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
 from softtoken.methods.starts import target_rotations
 from softtoken.objectives import TOKEN_LOSSES, Objective, TargetCE
@@ -184,12 +185,9 @@ class GCG(ConfiguredMethod):
             raise ValueError(f"GCG initial prompt must have shape ({problem.prompt_length},), got {tuple(initial.shape)}")
         if cfg.n_replace > problem.prompt_length:
             raise ValueError(f"GCGConfig.n_replace={cfg.n_replace} exceeds prompt_length={problem.prompt_length}")
-        if cfg.target_curriculum and problem.universal:
-            raise ValueError("GCGConfig.target_curriculum needs a single target, got a universal problem; set it to 0")
         run = self.harness(problem, budget, tracker)
+        start_curriculum(run, cfg.target_curriculum)
         objective = self.objective(problem)
-        if cfg.target_curriculum:
-            run.context = replace(run.context, target_ids=problem.target_ids[:cfg.target_curriculum])
         current = self._init(run, objective) if initial is None else initial.to(lm.device)  # (L,)
         buffer, memory, since_better = Buffer(cfg.buffer_capacity), None, 0
         loss, _ = self._score(run, objective, current.unsqueeze(0))
@@ -215,7 +213,7 @@ class GCG(ConfiguredMethod):
             run.log({"loss/target": buffer.best()[0], "search/candidates": int(candidates.shape[0]),
                      **self._curriculum_metrics(run)})
             hit = candidates[exact][:1]  # a teacher-forced hit, confirmed by the greedy evaluator
-            if len(run.context.target_ids) < len(problem.target_ids):  # so far a hit on the prefix shown
+            if curriculum_open(run):  # so far a hit on the prefix shown
                 hit = hit[:0]
                 if exact[winner] and torch.equal(current, candidates[winner]):
                     buffer, hit = self._extend_target(run, objective, buffer)
@@ -232,23 +230,17 @@ class GCG(ConfiguredMethod):
         return {"search/target_tokens": len(run.context.target_ids)} if self.config.target_curriculum else {}
 
     def _extend_target(self, run: RunHarness, objective: Objective, buffer: Buffer) -> tuple[Buffer, torch.Tensor]:
-        """The current prompt gets the shown target prefix right: show the full target's leading right tokens
-        plus `target_curriculum` more, and re-score the buffer on it (losses of different prefixes do not
-        compare). Returns that buffer and the prompt as a (1, L) hit if it gets the whole target right, else
-        (0, L). Why a curriculum: the mean loss over ten tokens dilutes the first wrong one, which alone
-        decides the greedy output, and a short target is also cheaper to score."""
-        problem, current = run.problem, buffer.best()[1]
-        full = replace(run.context, target_ids=problem.target_ids)
-        with torch.no_grad(), run.lm.compute(self.config.compute_dtype):
-            _, predictions = objective.hard_loss_and_predictions(run.lm, current.unsqueeze(0), full)  # (1, T)
-        right = int((predictions[0] == full.target_tensor(run.lm.device)).cumprod(0).sum())
-        run.context = replace(full, target_ids=problem.target_ids[:right + self.config.target_curriculum])
+        """The current prompt gets the shown target prefix right: show more of the target (methods/curriculum)
+        and re-score the buffer on it, since losses on different prefixes do not compare. Returns that buffer
+        and the prompt as a (1, L) hit if it gets the whole target right, else (0, L)."""
+        current = buffer.best()[1].unsqueeze(0)  # (1, L)
+        whole = extend_target(run, objective, current, extra=self.config.target_curriculum,
+                              compute_dtype=self.config.compute_dtype)
         prompts = torch.stack([prompt for _, prompt in buffer.entries])  # (K, L)
         rescored = Buffer(buffer.capacity)
         for loss, prompt in zip(self._score(run, objective, prompts)[0].tolist(), prompts):
             rescored.offer(loss, prompt)
-        run.record({"search/target_extended_step": run.step})
-        return rescored, current.unsqueeze(0)[: int(right == len(problem.target_ids))]
+        return rescored, current[whole]
 
     def _proposal(self, run: RunHarness, current: torch.Tensor, grad: torch.Tensor,
                   memory: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
