@@ -179,3 +179,14 @@ def test_adc_preset_is_locked():
     assert (config.learning_rate, config.momentum, config.support_max, config.init_std) == (10.0, 0.99, 100, 1.0)
     assert (config.epochs, config.batch_size, config.compute_dtype) == (2000, 4, "float32")
 
+
+
+def test_adc_sparse_preset_is_adc_with_s_max_ten():
+    method, config = get_preset("adc-sparse")
+    assert method == "adc" and config == dataclasses.replace(get_preset("adc")[1], support_max=10)
+
+
+def test_adc_sparse_keeps_fewer_tokens_a_row_for_the_same_wrong_count():
+    wrong = torch.arange(11)  # 0..10 wrong of 10
+    sparse, dense = support_size(wrong, 10, 10), support_size(wrong, 10, 100)
+    assert sparse.tolist() == [1, 1, 2, 2, 3, 3, 4, 5, 6, 8, 10] and (sparse <= dense).all()
