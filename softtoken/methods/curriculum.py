@@ -4,7 +4,9 @@ The mean loss over T target tokens dilutes the first wrong one, which alone deci
 (on the natural set most near misses are one to three wrong tokens, often the first), and a short target
 is cheaper to score. So the objective's context shows the target's first k tokens; whenever a discrete
 prompt gets all of them right under teacher forcing, it shows the full target's leading right tokens of
-that prompt plus k more. The judge always judges the full target.
+that prompt plus k more. The judge always judges the full target. Measured on held-out natural openings
+it loses (GCG: 2 of 12 against 6; each new token costs steps of its own, docs/benchmarks.md §6), so every
+preset leaves it off.
 
     start_curriculum(run, k)                                   # before the first loss
     if prefix_hit and curriculum_open(run):
