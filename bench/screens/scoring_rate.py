@@ -20,7 +20,8 @@ from timing import seconds, thread_args  # bench/screens/timing.py, next to this
 
 from softtoken.lm.softlm import as_softlm
 from softtoken.methods import GCG, Budget, Problem
-from softtoken.methods.gcg import gcg_fast, sample_candidates
+from softtoken.methods.candidates import sample_candidates
+from softtoken.methods.gcg import gcg_fast
 
 
 def matmul_peak(rows: int, repeats: int = 20) -> float:

@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +300,7 @@ class ConfigPoint:
     options: Mapping[str, Any]  # entry options merged with the grid point
     grid_point: Mapping[str, Any]
     config: Mapping[str, Any]  # the full resolved method config
+    defaults: Mapping[str, Any]  # each config field's default, as in `config` (see experiments/carryover.py)
     config_hash: str
     seeds: tuple[int, ...]
     budget: BudgetSpec
@@ -312,6 +313,21 @@ def config_hash(method: str, config: Mapping[str, Any], *, prompt_length: int, b
     payload = {"method": method, "config": config, "prompt_length": prompt_length, "budget": asdict(budget),
                "model": model, **({"vocabulary": dict(vocabulary)} if vocabulary else {})}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def field_defaults(config: Any) -> dict[str, Any]:
+    """The default of each field of the config dataclass `config` that has one, as in `asdict`; for a field
+    holding a config of its own, that config's field defaults."""
+    defaults = {}
+    for item in fields(config):
+        if item.default is not MISSING:
+            value = item.default
+        elif item.default_factory is not MISSING:
+            value = item.default_factory()
+        else:
+            continue
+        defaults[item.name] = field_defaults(value) if is_dataclass(value) else value
+    return defaults
 
 
 def vocabulary_limits(spec: SweepSpec) -> dict[str, Any] | None:
@@ -342,7 +358,7 @@ def resolve_points(spec: SweepSpec) -> list[ConfigPoint]:
             budget = entry.budget or spec.budget
             points.append(ConfigPoint(
                 label=entry.label, method=runner.name, preset=preset, options=options, grid_point=point,
-                config=config, seeds=entry.seeds or spec.seeds, budget=budget,
+                config=config, defaults=field_defaults(runner.config), seeds=entry.seeds or spec.seeds, budget=budget,
                 config_hash=config_hash(runner.name, config, prompt_length=spec.prompt_length, budget=budget,
                                         model=spec.model, vocabulary=vocabulary_limits(spec)),
             ))

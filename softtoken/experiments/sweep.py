@@ -10,6 +10,7 @@ from pathlib import Path
 
 from softtoken.data.reconstruction import ReconstructionConfig
 from softtoken.data.targets import RankKConfig
+from softtoken.experiments.carryover import carried_over
 from softtoken.experiments.files import write_json_atomic
 from softtoken.experiments.runner import (
     RunTask,
@@ -87,6 +88,11 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, backend, *, retry_failed: bo
     with RunStore(run_dir).writing() as store:
         tasks = prepare(spec, points, store, threads=threads)
         todo = pending_tasks(tasks, store, retry_failed=retry_failed)
+        carried = carried_over(todo, points, spec, store)
+        if carried:
+            logger.info("%d runs finished under an older key (their config class gained fields since, at their "
+                        "defaults): kept", len(carried))
+        todo = [task for task in todo if task.key not in carried]
         logger.info("%d runs, %d already finished, %d to run", len(tasks), len(tasks) - len(todo), len(todo))
         return drive(todo, store, backend.run(todo), total=len(tasks), progress=progress)
 

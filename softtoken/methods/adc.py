@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from softtoken.configcheck import check_types
 from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
+from softtoken.methods.candidates import sample_candidates, score_candidates
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
 from softtoken.methods.starts import target_rotations
 from softtoken.objectives import TargetCE
@@ -48,19 +49,27 @@ class ADCConfig:
     eval_every: int = 10  # steps between greedy evaluations of argmax X of the lowest-loss prompt, >= 1
     support_samples: int = 0  # at each evaluation also score this many discrete prompts drawn from that
     # prompt's rows (token ~ X) and judge the best of them; 0: judge argmax X only
+    # A discrete polish (issue 12): when the lowest-loss prompt has at most `polish_wrong` wrong target tokens,
+    # also score `polish_width` single-token swaps of its argmax, drawn from the top-`polish_topk` tokens of
+    # its gradient (GCG's candidates, from the gradient this step already took), and move that prompt to the
+    # best swap, one-hot, when its loss is below the relaxed prompt's. 0: off.
+    polish_width: int = 0  # swaps scored per polish, >= 0
+    polish_topk: int = 32  # tokens per position the swaps are drawn from, >= 1
+    polish_wrong: int = 2  # polish only with at most this many wrong target tokens, >= 0
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("epochs", "batch_size", "learning_rate", "support_max", "eval_every"):
+        for name in ("epochs", "batch_size", "learning_rate", "support_max", "eval_every", "polish_topk"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ADCConfig.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"ADCConfig.momentum must be in [0, 1), got {self.momentum}")
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
-        if self.support_samples < 0:
-            raise ValueError(f"ADCConfig.support_samples must be >= 0, got {self.support_samples}")
+        for name in ("support_samples", "polish_width", "polish_wrong"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ADCConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.target_starts <= self.batch_size:
             raise ValueError(f"ADCConfig.target_starts must be in [0, batch_size={self.batch_size}], "
                              f"got {self.target_starts}")
@@ -137,13 +146,40 @@ class ADC(ConfiguredMethod):
                 relaxed.copy_(project_top_s(relaxed, support))
             best = int(losses.detach().argmin())
             best_prompt = prompts[best]  # (L,)
+            polished = cfg.polish_width > 0 and int(wrong[best]) <= cfg.polish_wrong
+            if polished:
+                hits = hits | self._polish(run, objective, optimizer, relaxed, best, prompts, losses[best].item())
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
-                     "relax/support_mean": support.float().mean().item()})
+                     "relax/support_mean": support.float().mean().item(),
+                     **({"relax/polished": float(polished)} if cfg.polish_width else {})})
             if hits.any():
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
                 run.evaluate_many(self._decoded(run, objective, best_prompt, relaxed.detach()[best]))
         return run.result(self.name, cfg, final=best_prompt, objective=objective)
+
+    def _polish(self, run: RunHarness, objective: TargetCE, optimizer: torch.optim.SGD, relaxed: torch.Tensor,
+                best: int, prompts: torch.Tensor, relaxed_loss: float) -> torch.Tensor:
+        """Score `polish_width` single swaps of prompt `best`'s argmax (prompts (B, L)) drawn from its gradient
+        (still in relaxed.grad); the best one replaces that prompt, one-hot and with its momentum cleared,
+        when it beats `relaxed_loss`. Returns hits (B,) on `prompts`: a teacher-forced exact swap is
+        written into `prompts[best]`, so the step's judge confirms it."""
+        cfg, current = self.config, prompts[best]  # (L,)
+        candidates = sample_candidates(current, relaxed.grad[best], search_width=cfg.polish_width,
+                                       topk=cfg.polish_topk, n_replace=1, generator=run.generator,
+                                       distinct=True)  # (N, L)
+        losses, exact = score_candidates(run, objective, candidates, current, batch_size=64, prefix_cache=True,
+                                         compute_dtype=cfg.compute_dtype)  # (N,), (N,)
+        hits = torch.zeros(prompts.shape[0], dtype=torch.bool, device=prompts.device)
+        winner = int(exact.nonzero()[0, 0]) if exact.any() else int(losses.argmin())
+        if exact.any() or losses[winner].item() < relaxed_loss:
+            with torch.no_grad():
+                relaxed[best] = F.one_hot(candidates[winner], relaxed.shape[-1]).to(relaxed.dtype)
+            momentum = optimizer.state[relaxed].get("momentum_buffer")
+            if momentum is not None:  # none without momentum
+                momentum[best].zero_()
+            prompts[best], hits[best] = candidates[winner], bool(exact[winner])
+        return hits
 
     def _decoded(self, run: RunHarness, objective: TargetCE, argmax: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The discrete prompts to judge for one relaxed prompt: its argmax (L,) alone, or, with

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from softtoken.cli_experiments import app
 from softtoken.experiments.backends import LocalBackend, RayBackend
 from softtoken.experiments.report import load_runs, summarize
-from softtoken.experiments.spec import parse_spec
+from softtoken.experiments.spec import config_hash, parse_spec, resolve_points, run_key
 from softtoken.experiments.store import RunStore
 from softtoken.experiments.sweep import run_sweep
 from softtoken.methods import METHODS, NonFiniteLossError
@@ -40,6 +41,36 @@ def test_sweep_resumes_and_skips_finished_keys(tiny_spec, tmp_path):
     assert (again.ok, again.skipped) == (0, 8)
     assert len((tmp_path / "run" / "results.jsonl").read_text().splitlines()) == 8
     assert len(list((tmp_path / "run" / "histories").iterdir())) == 8
+
+
+def _rewritten_as_if_older(run_dir, spec, edit):
+    """Rewrite every stored run as if made by an older config class: `edit` changes its stored config, and
+    its key and config hash become the ones that config had."""
+    store, point = RunStore(run_dir), resolve_points(spec)[0]
+    records = []
+    for record in store.records():
+        edit(record["result"]["config"])
+        record["config_hash"] = config_hash(record["method"], record["result"]["config"], budget=point.budget,
+                                            prompt_length=spec.prompt_length, model=spec.model)
+        record["key"] = run_key(record["method"], record["config_hash"], record["seed"], record["target_id"])
+        records.append(json.dumps(record))
+    store.results.write_text("\n".join(records) + "\n")
+
+
+@pytest.mark.parametrize("option, edit, reruns", [
+    ({}, lambda config: config.pop("gumbel_noise_scale"), False),  # a field added since, at its default
+    ({"gumbel_noise_scale": 0.5}, lambda config: config.pop("gumbel_noise_scale"), True),  # ... not at its default
+    ({}, lambda config: config.update(gumbel_noise_scale=0.5), True),  # a default changed since
+    ({}, lambda config: config.update(batch_size=3), True),  # another config
+])
+def test_a_resumed_sweep_keeps_runs_made_before_a_config_field_was_added(tiny_spec, tmp_path, option, edit, reruns):
+    spec = parse_spec(tiny_spec())
+    run_sweep(spec, tmp_path / "run", LocalBackend(), progress=False)
+    _rewritten_as_if_older(tmp_path / "run", spec, edit)
+    entry = dict(spec.methods[0].options, **option)
+    resumed = parse_spec(tiny_spec(methods=[{"label": "DLMI", "method": "dlmi", "options": entry}]))
+    again = run_sweep(resumed, tmp_path / "run", LocalBackend(), progress=False)
+    assert (again.ok, again.skipped) == ((8, 0) if reruns else (0, 8))
 
 
 def test_sweep_run_does_not_depend_on_order_or_other_targets(tiny_spec, tmp_path):

@@ -166,7 +166,8 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
 @pytest.mark.parametrize("field, bad", [
     ("epochs", 0), ("batch_size", 0), ("learning_rate", -1.0), ("momentum", 1.0), ("support_max", 0),
     ("init_std", -0.5), ("eval_every", 0), ("compute_dtype", "int8"), ("target_starts", 5), ("target_starts", -1),
-    ("target_mass", 0.0), ("target_mass", 1.5), ("support_samples", -1),
+    ("target_mass", 0.0), ("target_mass", 1.5), ("support_samples", -1), ("polish_width", -1), ("polish_topk", 0),
+    ("polish_wrong", -1), ("polish_width", 1.5),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
@@ -178,6 +179,7 @@ def test_adc_preset_is_locked():
     assert method == "adc" and PRESETS["adc"][0] == "adc"
     assert (config.learning_rate, config.momentum, config.support_max, config.init_std) == (10.0, 0.99, 100, 1.0)
     assert (config.epochs, config.batch_size, config.compute_dtype) == (2000, 4, "float32")
+    assert config.polish_width == 0  # the discrete polish is off in ADC's own preset
 
 
 
@@ -190,3 +192,64 @@ def test_adc_sparse_keeps_fewer_tokens_a_row_for_the_same_wrong_count():
     wrong = torch.arange(11)  # 0..10 wrong of 10
     sparse, dense = support_size(wrong, 10, 10), support_size(wrong, 10, 100)
     assert sparse.tolist() == [1, 1, 2, 2, 3, 3, 4, 5, 6, 8, 10] and (sparse <= dense).all()
+
+
+def _stepped_one_hot(tiny_lm, prompt, target):
+    """ADC's state after one step at the one-hot prompt (1, L, V): its gradient, its SGD momentum, its loss."""
+    relaxed = torch.nn.functional.one_hot(prompt, tiny_lm.prompt_vocab_size).float()[None].requires_grad_(True)
+    optimizer = torch.optim.SGD([relaxed], lr=1e-6, momentum=0.9)
+    loss = TargetCE().loss(tiny_lm, relaxed, ObjectiveContext(target_ids=target))[0]
+    loss.backward()
+    optimizer.step()
+    return relaxed, optimizer, loss.item()
+
+
+def test_adc_polish_moves_a_prompt_one_token_off_onto_a_hit(tiny_lm):
+    prompt, target, decoy = _planted_prompt_and_decoy(tiny_lm)
+    relaxed, optimizer, loss = _stepped_one_hot(tiny_lm, torch.tensor([decoy, 11]), target)
+    vocab = tiny_lm.prompt_vocab_size
+    method = ADC(ADCConfig(polish_width=2 * vocab, polish_topk=vocab))  # every single swap is scored
+    run = method.harness(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=0), Budget(steps=1))
+    prompts = torch.tensor([[decoy, 11]])
+    hits = method._polish(run, TargetCE(), optimizer, relaxed, 0, prompts, loss)
+    assert hits.tolist() == [True] and is_one_hot(relaxed.detach()).all()
+    assert relaxed.detach()[0].argmax(-1).tolist() == prompts[0].tolist() != [decoy, 11]
+    assert tiny_lm.greedy_generate(tiny_lm.to_model_ids(prompts), 3)[0].tolist() == list(target)
+    assert (optimizer.state[relaxed]["momentum_buffer"] == 0).all()
+
+
+@pytest.mark.parametrize("relaxed_loss, moves", [(1.0, False), (10.0, True)])
+def test_adc_polish_takes_the_best_swap_only_below_the_relaxed_loss(tiny_lm, monkeypatch, relaxed_loss, moves):
+    current = torch.tensor([3, 4])
+    relaxed, optimizer, _ = _stepped_one_hot(tiny_lm, current, (7, 8, 9))
+    before, momentum = relaxed.detach().clone(), optimizer.state[relaxed]["momentum_buffer"].clone()
+    monkeypatch.setattr(adc_module, "score_candidates",
+                        lambda run, objective, candidates, *a, **k: (torch.arange(candidates.shape[0]) + 5.0,
+                                                                     torch.zeros(candidates.shape[0], dtype=torch.bool)))
+    method = ADC(ADCConfig(polish_width=4, polish_topk=2))
+    run = method.harness(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=2, seed=0), Budget(steps=1))
+    prompts = current[None].clone()
+    hits = method._polish(run, TargetCE(), optimizer, relaxed, 0, prompts, relaxed_loss)
+    assert hits.tolist() == [False]
+    if moves:  # to the first (lowest-loss 5.0) candidate, a single swap drawn from the gradient's top 2
+        assert (prompts[0] != current).sum() == 1 and relaxed.detach()[0].argmax(-1).tolist() == prompts[0].tolist()
+        assert is_one_hot(relaxed.detach()).all() and (optimizer.state[relaxed]["momentum_buffer"] == 0).all()
+    else:
+        assert prompts[0].tolist() == current.tolist() and torch.equal(relaxed.detach(), before)
+        assert torch.equal(optimizer.state[relaxed]["momentum_buffer"], momentum)
+
+
+def test_adc_with_polish_recovers_a_planted_prompt_and_repeats_with_the_seed(tiny_lm, planted_target):
+    target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
+    config = ADCConfig(eval_every=1000, polish_width=16, polish_topk=8, polish_wrong=3)
+
+    def run(seed):
+        return ADC(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=25))
+
+    for seed in range(3):
+        result = run(seed)
+        assert result.exact_match and result.steps_run == result.success_step < 25, (seed, result.metrics)
+        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
+        assert 1.0 in result.history["relax/polished"]
+    first, again = run(0), run(0)
+    assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids

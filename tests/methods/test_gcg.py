@@ -7,13 +7,8 @@ import torch
 from softtoken.lm.frame import Frame, FramedTarget
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods import GCG, Budget, GCGConfig, Problem, get_preset
-from softtoken.methods.gcg import (
-    Buffer,
-    combined_swaps,
-    model_proposal_gradient,
-    roundtrip_mask,
-    sample_candidates,
-)
+from softtoken.methods.candidates import sample_candidates
+from softtoken.methods.gcg import Buffer, combined_swaps, model_proposal_gradient, roundtrip_mask
 
 
 def test_gcg_candidates_come_from_the_topk_of_the_negative_gradient():
