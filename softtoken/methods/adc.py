@@ -49,10 +49,10 @@ class ADCConfig:
     eval_every: int = 10  # steps between greedy evaluations of argmax X of the lowest-loss prompt, >= 1
     support_samples: int = 0  # at each evaluation also score this many discrete prompts drawn from that
     # prompt's rows (token ~ X) and judge the best of them; 0: judge argmax X only
-    # A discrete polish (issue 12): when the lowest-loss prompt has at most `polish_wrong` wrong target tokens,
-    # also score `polish_width` single-token swaps of its argmax, drawn from the top-`polish_topk` tokens of
-    # its gradient (GCG's candidates, from the gradient this step already took), and move that prompt to the
-    # best swap, one-hot, when its loss is below the relaxed prompt's. 0: off.
+    # A discrete polish (issue 12): when the lowest-loss prompt is discrete (all rows one-hot) with at most
+    # `polish_wrong` wrong target tokens, also score `polish_width` of its single-token swaps, drawn from the
+    # top-`polish_topk` tokens of the gradient this step already took (a GCG step), and move that prompt to
+    # the best swap when it lowers the loss. 0: off.
     polish_width: int = 0  # swaps scored per polish, >= 0
     polish_topk: int = 32  # tokens per position the swaps are drawn from, >= 1
     polish_wrong: int = 2  # polish only with at most this many wrong target tokens, >= 0
@@ -135,8 +135,8 @@ class ADC(ConfiguredMethod):
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"ADC loss is {loss.item()} at step {step}; lower learning_rate")
             # Before the update: the prompts this forward saw, and which of them were discrete.
-            prompts = relaxed.detach().argmax(-1)  # (B, L)
-            hits = is_one_hot(relaxed.detach()) & (predictions == target).all(-1)  # (B,)
+            prompts, discrete = relaxed.detach().argmax(-1), is_one_hot(relaxed.detach())  # (B, L), (B,)
+            hits = discrete & (predictions == target).all(-1)  # (B,)
             wrong = (predictions != target).sum(-1)  # (B,)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -146,7 +146,7 @@ class ADC(ConfiguredMethod):
                 relaxed.copy_(project_top_s(relaxed, support))
             best = int(losses.detach().argmin())
             best_prompt = prompts[best]  # (L,)
-            polished = cfg.polish_width > 0 and int(wrong[best]) <= cfg.polish_wrong
+            polished = cfg.polish_width > 0 and bool(discrete[best]) and int(wrong[best]) <= cfg.polish_wrong
             if polished:
                 hits = hits | self._polish(run, objective, optimizer, relaxed, best, prompts, losses[best].item())
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
@@ -159,11 +159,12 @@ class ADC(ConfiguredMethod):
         return run.result(self.name, cfg, final=best_prompt, objective=objective)
 
     def _polish(self, run: RunHarness, objective: TargetCE, optimizer: torch.optim.SGD, relaxed: torch.Tensor,
-                best: int, prompts: torch.Tensor, relaxed_loss: float) -> torch.Tensor:
-        """Score `polish_width` single swaps of prompt `best`'s argmax (prompts (B, L)) drawn from its gradient
-        (still in relaxed.grad); the best one replaces that prompt, one-hot and with its momentum cleared,
-        when it beats `relaxed_loss`. Returns hits (B,) on `prompts`: a teacher-forced exact swap is
-        written into `prompts[best]`, so the step's judge confirms it."""
+                best: int, prompts: torch.Tensor, loss: float) -> torch.Tensor:
+        """Score `polish_width` single swaps of the discrete prompt `best` (prompts (B, L)) drawn from its
+        gradient (still in relaxed.grad); the best one replaces that prompt, one-hot and with its momentum
+        cleared, when it beats the prompt's `loss`. Returns hits (B,) on `prompts`: a teacher-forced exact
+        swap is written into `prompts[best]`, so the step's judge confirms it. Only discrete prompts: from a
+        relaxed one, the argmax's swaps rarely beat the relaxed loss and cost ~3 steps each (screen 12)."""
         cfg, current = self.config, prompts[best]  # (L,)
         candidates = sample_candidates(current, relaxed.grad[best], search_width=cfg.polish_width,
                                        topk=cfg.polish_topk, n_replace=1, generator=run.generator,
@@ -172,7 +173,7 @@ class ADC(ConfiguredMethod):
                                          compute_dtype=cfg.compute_dtype)  # (N,), (N,)
         hits = torch.zeros(prompts.shape[0], dtype=torch.bool, device=prompts.device)
         winner = int(exact.nonzero()[0, 0]) if exact.any() else int(losses.argmin())
-        if exact.any() or losses[winner].item() < relaxed_loss:
+        if exact.any() or losses[winner].item() < loss:
             with torch.no_grad():
                 relaxed[best] = F.one_hot(candidates[winner], relaxed.shape[-1]).to(relaxed.dtype)
             momentum = optimizer.state[relaxed].get("momentum_buffer")
