@@ -1,6 +1,6 @@
 """Inversion methods behind one interface: run(Problem, Budget) -> Result."""
 
-from softtoken.methods.adc import ADC, ADCConfig, adc_default, adc_sparse
+from softtoken.methods.adc import ADC, ADCConfig, adc_default, adc_polish, adc_sparse
 from softtoken.methods.base import (
     METHODS,
     Budget,
@@ -52,6 +52,7 @@ __all__ = [
     "SodaConfig",
     "Tracker",
     "adc_default",
+    "adc_polish",
     "adc_sparse",
     "anneal_inversion",
     "build_method",

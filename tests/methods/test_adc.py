@@ -188,6 +188,12 @@ def test_adc_sparse_preset_is_adc_with_s_max_ten():
     assert method == "adc" and config == dataclasses.replace(get_preset("adc")[1], support_max=10)
 
 
+def test_adc_polish_preset_is_adc_sparse_with_the_discrete_polish():
+    method, config = get_preset("adc-polish")
+    expected = dataclasses.replace(get_preset("adc-sparse")[1], polish_width=64, polish_topk=32, polish_wrong=1)
+    assert method == "adc" and config == expected and get_preset("adc-sparse")[1].polish_width == 0
+
+
 def test_adc_sparse_keeps_fewer_tokens_a_row_for_the_same_wrong_count():
     wrong = torch.arange(11)  # 0..10 wrong of 10
     sparse, dense = support_size(wrong, 10, 10), support_size(wrong, 10, 100)
