@@ -229,9 +229,12 @@ def test_adc_polish_takes_the_best_swap_only_below_the_prompts_loss(tiny_lm, mon
     current = torch.tensor([3, 4])
     relaxed, optimizer, _ = _stepped_one_hot(tiny_lm, current, (7, 8, 9))
     before, momentum = relaxed.detach().clone(), optimizer.state[relaxed]["momentum_buffer"].clone()
-    monkeypatch.setattr(adc_module, "score_candidates",
-                        lambda run, objective, candidates, *a, **k: (torch.arange(candidates.shape[0]) + 5.0,
-                                                                     torch.zeros(candidates.shape[0], dtype=torch.bool)))
+
+    def scores(run, objective, candidates, *args, **kwargs):  # losses 5, 6, 7, ...; no exact match
+        count = candidates.shape[0]
+        return torch.arange(count) + 5.0, torch.zeros(count, dtype=torch.bool)
+
+    monkeypatch.setattr(adc_module, "score_candidates", scores)
     method = ADC(ADCConfig(polish_width=4, polish_topk=2))
     run = method.harness(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=2, seed=0), Budget(steps=1))
     prompts = current[None].clone()
