@@ -33,6 +33,7 @@ from softtoken.methods.candidates import sample_candidates, score_candidates
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
 from softtoken.methods.starts import target_rotations
 from softtoken.objectives import TargetCE
+from softtoken.objectives.target import REDUCTIONS, TOKEN_LOSSES
 from softtoken.relax import initial_logits
 
 
@@ -57,7 +58,12 @@ class ADCConfig:
     # the best swap when it lowers the loss. 0: off.
     polish_width: int = 0  # swaps scored per polish, >= 0
     polish_topk: int = 32  # tokens per position the swaps are drawn from, >= 1
-    polish_wrong: int = 1  # polish only with at most this many wrong target tokens, >= 0
+    polish_wrong: int | None = 1  # polish only with at most this many wrong target tokens, >= 0; None: the count
+    # at which rows turn one-hot, the largest w with round(s_max ** (w / T)) = 1 (1 at T = 10, 3 at T = 20)
+    polish_any: bool = False  # polish the lowest-loss of the discrete prompts with few wrong tokens, even when a
+    # relaxed prompt has a lower loss (a mixture's loss is usually below any discrete prompt's)
+    loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
+    loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
 
     def __post_init__(self) -> None:
@@ -70,15 +76,24 @@ class ADCConfig:
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
         for name in ("support_samples", "polish_width", "polish_wrong"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"ADCConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.target_starts <= self.batch_size:
             raise ValueError(f"ADCConfig.target_starts must be in [0, batch_size={self.batch_size}], "
                              f"got {self.target_starts}")
         if not 0 < self.target_mass <= 1:
             raise ValueError(f"ADCConfig.target_mass must be in (0, 1], got {self.target_mass}")
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"ADCConfig.compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
+        choices = {"compute_dtype": COMPUTE_DTYPES, "loss": tuple(sorted(TOKEN_LOSSES)), "loss_reduction": REDUCTIONS}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"ADCConfig.{name} must be one of {valid}, got {getattr(self, name)!r}")
+
+    def polish_wrong_for(self, target_length: int) -> int:
+        """`polish_wrong`, or with None the largest wrong count w at which support_size gives one-hot rows."""
+        if self.polish_wrong is not None:
+            return self.polish_wrong
+        sizes = support_size(torch.arange(target_length + 1), target_length, self.support_max)  # (T + 1,)
+        return int((sizes == 1).sum()) - 1
 
 
 def support_size(wrong: torch.Tensor, target_length: int, support_max: int) -> torch.Tensor:
@@ -121,8 +136,9 @@ class ADC(ConfiguredMethod):
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Optimise X until exact match or the budget; return the best discrete prompt judged."""
         cfg, lm, run = self.config, problem.lm, self.harness(problem, budget, tracker)
-        objective = TargetCE()
+        objective = TargetCE(token_loss=cfg.loss, reduction=cfg.loss_reduction)
         target = run.context.target_tensor(lm.device)  # (T,)
+        polish_wrong = cfg.polish_wrong_for(int(target.numel()))
         shape = (cfg.batch_size, problem.prompt_length, lm.prompt_vocab_size)
         # A random start, not uniform: from the uniform point every prompt gets the same gradient, so the B
         # parallel prompts would stay identical.
@@ -148,9 +164,10 @@ class ADC(ConfiguredMethod):
                 relaxed.copy_(project_top_s(relaxed, support))
             best = int(losses.detach().argmin())
             best_prompt = prompts[best]  # (L,)
-            polished = cfg.polish_width > 0 and bool(discrete[best]) and int(wrong[best]) <= cfg.polish_wrong
+            chosen = self._polish_choice(losses.detach(), discrete & (wrong <= polish_wrong), best)
+            polished = chosen is not None
             if polished:
-                hits = hits | self._polish(run, objective, optimizer, relaxed, best, prompts, losses[best].item())
+                hits = hits | self._polish(run, objective, optimizer, relaxed, chosen, prompts, losses[chosen].item())
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
                      "relax/support_mean": support.float().mean().item(),
                      **({"relax/polished": float(polished)} if cfg.polish_width else {})})
@@ -159,6 +176,15 @@ class ADC(ConfiguredMethod):
             elif step % cfg.eval_every == 0 or step == run.max_steps:
                 run.evaluate_many(self._decoded(run, objective, best_prompt, relaxed.detach()[best]))
         return run.result(self.name, cfg, final=best_prompt, objective=objective)
+
+    def _polish_choice(self, losses: torch.Tensor, eligible: torch.Tensor, best: int) -> int | None:
+        """The prompt to polish this step, of losses (B,) and eligible (B,) (discrete, few wrong tokens): the
+        lowest-loss prompt when eligible, or with `polish_any` the lowest-loss eligible one; None: no polish."""
+        if self.config.polish_width == 0 or not eligible.any():
+            return None
+        if not self.config.polish_any:
+            return best if bool(eligible[best]) else None
+        return int(torch.where(eligible, losses, torch.inf).argmin())
 
     def _polish(self, run: RunHarness, objective: TargetCE, optimizer: torch.optim.SGD, relaxed: torch.Tensor,
                 best: int, prompts: torch.Tensor, loss: float) -> torch.Tensor:
@@ -235,4 +261,4 @@ def adc_polish() -> ADCConfig:
     """`adc-sparse` with the discrete polish: a discrete lowest-loss prompt with one wrong target token gets a
     GCG step (64 single swaps from the top-32 of the gradient ADC already took, kept when one lowers the
     loss). Every success of its screen ended on a polished step (docs/benchmarks.md §6)."""
-    return replace(adc_sparse(), polish_width=64, polish_topk=32, polish_wrong=1)
+    return replace(adc_sparse(), polish_width=64, polish_topk=32, polish_wrong=None)

@@ -44,11 +44,14 @@ def test_adc_dense_to_sparse_schedule_ends_one_hot():
     assert torch.equal(done[0].argmax(-1), x[0].argmax(-1))
 
 
-def test_adc_first_step_is_the_loss_of_the_dense_random_start(tiny_lm):
+@pytest.mark.parametrize("loss, reduction", [("crossentropy", "mean"), ("margin", "mean"), ("crossentropy", "mellowmax")])
+def test_adc_first_step_is_the_loss_of_the_dense_random_start(tiny_lm, loss, reduction):
     problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=2, seed=5)
-    result = ADC(ADCConfig(batch_size=3, eval_every=1000)).run(problem, Budget(steps=1))
+    config = ADCConfig(batch_size=3, eval_every=1000, loss=loss, loss_reduction=reduction)
+    result = ADC(config).run(problem, Budget(steps=1))
     logits = torch.randn((3, 2, tiny_lm.prompt_vocab_size), generator=torch.Generator().manual_seed(5))
-    losses = TargetCE().loss(tiny_lm, torch.softmax(logits, dim=-1), ObjectiveContext(target_ids=(7, 8, 9)))
+    objective = TargetCE(token_loss=loss, reduction=reduction)
+    losses = objective.loss(tiny_lm, torch.softmax(logits, dim=-1), ObjectiveContext(target_ids=(7, 8, 9)))
     assert result.history["loss/target"][0] == pytest.approx(losses.mean().item(), rel=1e-5)
 
 
@@ -167,7 +170,8 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("epochs", 0), ("batch_size", 0), ("learning_rate", -1.0), ("momentum", 1.0), ("support_max", 0),
     ("init_std", -0.5), ("eval_every", 0), ("compute_dtype", "int8"), ("target_starts", 5), ("target_starts", -1),
     ("target_mass", 0.0), ("target_mass", 1.5), ("support_samples", -1), ("polish_width", -1), ("polish_topk", 0),
-    ("polish_wrong", -1), ("polish_width", 1.5),
+    ("polish_wrong", -1), ("polish_width", 1.5), ("polish_wrong", "auto"), ("polish_any", "false"),
+    ("loss", "hinge"), ("loss_reduction", "max"),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
@@ -190,7 +194,7 @@ def test_adc_sparse_preset_is_adc_with_s_max_ten():
 
 def test_adc_polish_preset_is_adc_sparse_with_the_discrete_polish():
     method, config = get_preset("adc-polish")
-    expected = dataclasses.replace(get_preset("adc-sparse")[1], polish_width=64, polish_topk=32, polish_wrong=1)
+    expected = dataclasses.replace(get_preset("adc-sparse")[1], polish_width=64, polish_topk=32, polish_wrong=None)
     assert method == "adc" and config == expected and get_preset("adc-sparse")[1].polish_width == 0
 
 
@@ -282,3 +286,25 @@ def test_adc_polishes_only_discrete_prompts_with_few_wrong_tokens(tiny_lm, plant
     assert polished == len(calls) > 0
     # the loss the step saw is the discrete prompt's own loss, and at most one target token was wrong
     assert all(abs(hard - loss) < 1e-4 and wrong <= 1 for hard, loss, wrong in calls), calls
+
+
+@pytest.mark.parametrize("support_max, target_length, wrong", [(10, 10, 1), (10, 20, 3), (100, 10, 0), (5, 10, 2),
+                                                                (1, 4, 4)])
+def test_adc_polish_wrong_none_is_the_wrong_count_at_which_rows_turn_one_hot(support_max, target_length, wrong):
+    config = ADCConfig(support_max=support_max, polish_wrong=None)
+    assert config.polish_wrong_for(target_length) == wrong
+    assert support_size(torch.tensor([wrong]), target_length, support_max).item() == 1
+    if wrong < target_length:
+        assert support_size(torch.tensor([wrong + 1]), target_length, support_max).item() > 1
+    assert dataclasses.replace(config, polish_wrong=2).polish_wrong_for(target_length) == 2
+
+
+@pytest.mark.parametrize("polish_any, eligible, chosen", [
+    (False, [False, True, True], None), (True, [False, True, True], 2), (False, [True, True, False], 0),
+    (True, [True, True, False], 0), (True, [False, False, False], None),
+])
+def test_adc_polish_choice_takes_the_lowest_loss_eligible_prompt_only_with_polish_any(polish_any, eligible, chosen):
+    losses = torch.tensor([0.5, 2.0, 1.0])  # prompt 0 is the lowest-loss prompt
+    method = ADC(ADCConfig(polish_width=8, polish_any=polish_any))
+    assert method._polish_choice(losses, torch.tensor(eligible), best=0) == chosen
+    assert ADC(ADCConfig(polish_any=polish_any))._polish_choice(losses, torch.tensor(eligible), best=0) is None
