@@ -268,7 +268,8 @@ def test_adc_with_polish_recovers_a_planted_prompt_and_repeats_with_the_seed(tin
     assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
 
 
-def test_adc_polishes_only_discrete_prompts_with_few_wrong_tokens(tiny_lm, planted_target, monkeypatch):
+@pytest.mark.parametrize("polish_any", [False, True])
+def test_adc_polishes_only_discrete_prompts_with_few_wrong_tokens(tiny_lm, planted_target, monkeypatch, polish_any):
     target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
     context, calls, polish = ObjectiveContext(target_ids=target), [], ADC._polish
 
@@ -278,7 +279,8 @@ def test_adc_polishes_only_discrete_prompts_with_few_wrong_tokens(tiny_lm, plant
         return polish(self, run, objective, optimizer, relaxed, best, prompts, loss)
 
     monkeypatch.setattr(ADC, "_polish", spy)
-    config = ADCConfig(eval_every=1000, support_max=2, polish_width=4, polish_topk=2, polish_wrong=1)
+    config = ADCConfig(eval_every=1000, support_max=2, polish_width=4, polish_topk=2, polish_wrong=1,
+                       polish_any=polish_any)
     polished = 0
     for seed in range(3):
         result = ADC(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=25))
