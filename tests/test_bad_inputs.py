@@ -210,7 +210,7 @@ API_CASES = [
     ("pez", lambda m: PEZConfig(projection=None), "PEZConfig.projection must be str, got None (NoneType)"),
     ("adc", lambda m: ADCConfig(momentum="0.9"), "ADCConfig.momentum must be float, got '0.9' (str)"),
     ("relax-then-search", lambda m: RelaxThenSearchConfig(relax={}),
-     "RelaxThenSearchConfig.relax must be DLMIConfig, got {} (dict)"),
+     "RelaxThenSearchConfig.relax must be DLMIConfig | ADCConfig, got {} (dict)"),
     ("program", lambda m: ProgramConfig(stages=tuple(_stage()), eval_every=1.5),
      "ProgramConfig.eval_every must be int, got 1.5 (float)"),
     ("program-stages", lambda m: ProgramConfig(stages=(3,)),

@@ -1,4 +1,4 @@
-"""Relax, then search: a relaxed DLMI exploration whose best discrete prompt seeds a GCG polish.
+"""Relax, then search: a relaxed exploration (DLMI or ADC) whose best discrete prompt seeds a GCG polish.
 
 The relaxed phase gets `relax_fraction` of the wall-clock (and forward-token) budget; GCG starts from the
 best discrete prompt the relaxed phase's judge kept (hard samples are discrete prompts, scored for free)
@@ -15,15 +15,20 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from softtoken.configcheck import check_types
+from softtoken.methods.adc import ADC, ADCConfig, adc_polish
 from softtoken.methods.base import Budget, Problem, Result, Tracker, register_method
 from softtoken.methods.dlmi import DLMI, DLMIConfig, dlmi_demo
 from softtoken.methods.gcg import GCG, GCGConfig, gcg_fast
 from softtoken.methods.harness import ConfiguredMethod
 
 
+# The relaxed phase's method, by the class of its config.
+RELAX_METHODS = {DLMIConfig: DLMI, ADCConfig: ADC}
+
+
 @dataclass(frozen=True, kw_only=True)
 class RelaxThenSearchConfig:
-    relax: DLMIConfig = field(default_factory=lambda: replace(dlmi_demo(), compute_dtype="auto"))
+    relax: DLMIConfig | ADCConfig = field(default_factory=lambda: replace(dlmi_demo(), compute_dtype="auto"))
     search: GCGConfig = field(default_factory=gcg_fast)
     relax_fraction: float = 0.3  # share of the seconds / forward-token budget for the relaxed phase, in [0, 1)
     relax_steps: int = 100  # the relaxed phase's step limit when the budget has no seconds or tokens
@@ -40,14 +45,14 @@ class RelaxThenSearchConfig:
 
 @register_method("relax-then-search")
 class RelaxThenSearch(ConfiguredMethod):
-    """DLMI exploration for a share of the budget, then GCG from its best discrete prompt."""
+    """A relaxed exploration (DLMI or ADC) for a share of the budget, then GCG from its best discrete prompt."""
 
     name = "relax-then-search"
     config_class = RelaxThenSearchConfig
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         cfg, budget = self.config, budget or Budget()
-        relaxed = DLMI(cfg.relax).run(problem, self._share(budget, cfg.relax_fraction, cfg.relax_steps), tracker)
+        relaxed = RELAX_METHODS[type(cfg.relax)](cfg.relax).run(problem, self._share(budget, cfg.relax_fraction, cfg.relax_steps), tracker)
         if relaxed.exact_match or cfg.relax_fraction == 0:
             return self._combine(problem, relaxed, None)
         remaining = Budget(steps=budget.resolve_steps(cfg.epochs),
@@ -78,3 +83,10 @@ class RelaxThenSearch(ConfiguredMethod):
                        forward_tokens=relaxed.forward_tokens + searched.forward_tokens,
                        backward_tokens=relaxed.backward_tokens + searched.backward_tokens, history=history)
 
+
+
+def adc_then_gcg() -> RelaxThenSearchConfig:
+    """`adc-polish` for 85 % of the budget, then `gcg-fast` from the best discrete prompt ADC's judge kept: every
+    `adc-polish` success on the natural set came before 85 % of its 180 s (the latest at 152 s), so the tail
+    only spends time ADC had not turned into a hit, on a GCG search from its near miss."""
+    return RelaxThenSearchConfig(relax=adc_polish(), search=gcg_fast(), relax_fraction=0.85)

@@ -10,7 +10,7 @@ from softtoken.methods.adc import adc_default, adc_polish, adc_sparse
 from softtoken.methods.base import get_method_class
 from softtoken.methods.dlmi import DLMIConfig, dlmi_demo, dlmi_paper, dlmi_paper_free
 from softtoken.methods.gcg import GCGConfig, gcg_combo, gcg_fast, gcg_paper_lmi, gcg_target
-from softtoken.methods.hybrid import RelaxThenSearchConfig
+from softtoken.methods.hybrid import RelaxThenSearchConfig, adc_then_gcg
 from softtoken.methods.pez import pez_paper
 from softtoken.methods.program import anneal_inversion
 from softtoken.methods.reinforce import reinforce_default, reinforce_paper
@@ -43,6 +43,7 @@ PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {
     "gcg-combo": ("gcg", gcg_combo),
     "gcg-target": ("gcg", gcg_target),
     "relax-then-gcg": ("relax-then-search", RelaxThenSearchConfig),
+    "adc-then-gcg": ("relax-then-search", adc_then_gcg),
     "pez": ("pez", pez_paper),
     "adc": ("adc", adc_default),
     "adc-sparse": ("adc", adc_sparse),

@@ -2,19 +2,21 @@ import dataclasses
 
 import pytest
 
-from softtoken.methods import GCG, Budget, Problem, RelaxThenSearch, RelaxThenSearchConfig
+from softtoken.methods import GCG, ADCConfig, Budget, Problem, RelaxThenSearch, RelaxThenSearchConfig
+from softtoken.methods.adc import ADC
 from softtoken.methods.presets import get_preset
 
 
-def small_config(**overrides) -> RelaxThenSearchConfig:
+def small_config(relax=None, **overrides) -> RelaxThenSearchConfig:
     config = RelaxThenSearchConfig(relax_steps=3, epochs=2)
     config = dataclasses.replace(
-        config, relax=dataclasses.replace(config.relax, batch_size=2),
+        config, relax=dataclasses.replace(relax or config.relax, batch_size=2),
         search=dataclasses.replace(config.search, search_width=8, topk=4, eval_every=1))
     return dataclasses.replace(config, **overrides)
 
 
-def test_relax_then_search_seeds_gcg_with_the_relaxed_best_prompt(tiny_lm, monkeypatch):
+@pytest.mark.parametrize("relax", [None, ADCConfig(eval_every=1)], ids=["dlmi", "adc"])
+def test_relax_then_search_seeds_gcg_with_the_relaxed_best_prompt(tiny_lm, monkeypatch, relax):
     seen = {}
     original = GCG.run
 
@@ -24,8 +26,8 @@ def test_relax_then_search_seeds_gcg_with_the_relaxed_best_prompt(tiny_lm, monke
 
     monkeypatch.setattr(GCG, "run", spy)
     problem = Problem(lm=tiny_lm, target_ids=(40, 41, 42, 43), prompt_length=3, seed=0)
-    result = RelaxThenSearch(small_config()).run(problem, Budget(steps=2))
-    relaxed = RelaxThenSearch(small_config(relax_fraction=0.0)).run(problem, Budget(steps=2))
+    result = RelaxThenSearch(small_config(relax)).run(problem, Budget(steps=2))
+    relaxed = RelaxThenSearch(small_config(relax, relax_fraction=0.0)).run(problem, Budget(steps=2))
     assert tiny_lm.to_model_ids(seen["initial"]).tolist() == relaxed.prompt_ids
     assert seen["budget"].steps == 2 and result.method == "relax-then-search"
     assert result.steps_run == 3 + len(result.history["loss/target"])
@@ -61,3 +63,24 @@ def test_winner_presets_are_locked():
     relax = hybrid.relax
     assert relax.stgs_hard and relax.score_hard_samples and relax.temperature == 1.0
     assert not relax.learnable_temperature and relax.compute_dtype == "auto"
+
+
+def test_relax_then_search_runs_the_relaxed_phase_with_the_method_of_its_config(tiny_lm, monkeypatch):
+    ran = []
+    original = ADC.run
+
+    def spy(self, problem, budget=None, tracker=None):
+        ran.append(self.config)
+        return original(self, problem, budget, tracker)
+
+    monkeypatch.setattr(ADC, "run", spy)
+    config = small_config(ADCConfig(eval_every=1))
+    result = RelaxThenSearch(config).run(Problem(lm=tiny_lm, target_ids=(40, 41), prompt_length=2, seed=0),
+                                         Budget(steps=2))
+    assert ran == [config.relax] and "relax/relax/support_mean" in result.history
+
+
+def test_adc_then_gcg_preset_is_adc_polish_then_gcg_fast_for_the_last_15_percent():
+    method, config = get_preset("adc-then-gcg")
+    assert method == "relax-then-search" and config.relax_fraction == 0.85
+    assert config.relax == get_preset("adc-polish")[1] and config.search == get_preset("gcg-fast")[1]
