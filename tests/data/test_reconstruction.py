@@ -113,14 +113,17 @@ def test_natural_bench_specs_read_the_openings_file_line_by_line():
     rows = {"natural.yaml": ["gcg-target", "gcg-combo", "adc", "adc-s10", "adc-s10-polish", "adc-s5-polish", "gcg-fast",
                              "gcg"],
             "natural-long.yaml": ["adc-polish", "adc-polish-w3", "adc", "adc-s10", "gcg-target", "gcg-combo",
-                                  "gcg-fast"]}
-    for name, length, seconds in (("natural.yaml", 10, 180), ("natural-long.yaml", 20, 300)):
+                                  "gcg-fast"],
+            "natural-seeds.yaml": ["adc-polish", "gcg-fast"]}
+    for name, length, seconds in (("natural.yaml", 10, 180), ("natural-long.yaml", 20, 300),
+                                  ("natural-seeds.yaml", 10, 180)):
         spec = load_spec(BENCH / name)
         cfg = ReconstructionConfig(**spec.dataset.reconstruction)
         assert Path(cfg.source).resolve() == OPENINGS.resolve() and cfg.lines and cfg.id_prefix == "natural"
         assert (cfg.num_samples, cfg.prompt_length, cfg.output_length) == (20, length, length)
         assert spec.model is None and spec.prompt_length == length and spec.budget.seconds == seconds
         assert [m.label for m in spec.methods] == rows[name]
+        assert spec.seeds == ((1,) if name == "natural-seeds.yaml" else (0,))
     assert len(_prompt_lines(OPENINGS.read_text())) >= 24
 
 
