@@ -52,7 +52,8 @@ class RelaxThenSearch(ConfiguredMethod):
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         cfg, budget = self.config, budget or Budget()
-        relaxed = RELAX_METHODS[type(cfg.relax)](cfg.relax).run(problem, self._share(budget, cfg.relax_fraction, cfg.relax_steps), tracker)
+        relax_method = RELAX_METHODS[type(cfg.relax)](cfg.relax)
+        relaxed = relax_method.run(problem, self._share(budget, cfg.relax_fraction, cfg.relax_steps), tracker)
         if relaxed.exact_match or cfg.relax_fraction == 0:
             return self._combine(problem, relaxed, None)
         remaining = Budget(steps=budget.resolve_steps(cfg.epochs),

@@ -44,7 +44,8 @@ def test_adc_dense_to_sparse_schedule_ends_one_hot():
     assert torch.equal(done[0].argmax(-1), x[0].argmax(-1))
 
 
-@pytest.mark.parametrize("loss, reduction", [("crossentropy", "mean"), ("margin", "mean"), ("crossentropy", "mellowmax")])
+@pytest.mark.parametrize("loss, reduction", [("crossentropy", "mean"), ("margin", "mean"),
+                                            ("crossentropy", "mellowmax")])
 def test_adc_first_step_is_the_loss_of_the_dense_random_start(tiny_lm, loss, reduction):
     problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=2, seed=5)
     config = ADCConfig(batch_size=3, eval_every=1000, loss=loss, loss_reduction=reduction)
