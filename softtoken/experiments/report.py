@@ -213,7 +213,34 @@ def prompt_table(summary: dict[str, dict[str, Any]]) -> tuple[list[str], list[li
     return ["method"] + names, rows
 
 
-def report_blocks(title: str, summary: dict, failed: list[dict], figures: dict[str, str]) -> list[Block]:
+def shared_success_table(rows: Sequence[RunRow]) -> tuple[list[str], list[list[str]]] | None:
+    """Time and compute to success of each pair of methods on the (target, seed) runs that both invert.
+
+    Medians over each method's own successes compare different target sets (a method that inverts only the
+    easy targets looks fast); on the shared successes the ratio compares like with like. None when no pair
+    shares a success."""
+    solved = {label: {(r.target_id, r.seed): r for r in runs if r.time_to_success is not None}
+              for label, runs in group(rows, lambda r: r.label).items()}
+    table = []
+    for first, second in itertools.combinations(solved, 2):
+        shared = sorted(solved[first].keys() & solved[second].keys())
+        if not shared:
+            continue
+        pairs = [(solved[first][run], solved[second][run]) for run in shared]
+        seconds = [statistics.median(side.time_to_success for side in column) for column in zip(*pairs)]
+        tokens = [statistics.median(side.forward_tokens_to_success for side in column) for column in zip(*pairs)]
+        table.append([first, second, str(len(shared)), _fmt(seconds[0]), _fmt(seconds[1]),
+                      _fmt(seconds[0] / seconds[1], 2), _fmt(tokens[0], 0), _fmt(tokens[1], 0),
+                      _fmt(tokens[0] / tokens[1], 2)])
+    if not table:
+        return None
+    headers = ["method A", "method B", "shared successes", "median s A", "median s B", "A / B s",
+               "median fwd tokens A", "median fwd tokens B", "A / B tokens"]
+    return headers, table
+
+
+def report_blocks(title: str, summary: dict, failed: list[dict], figures: dict[str, str],
+                  rows: Sequence[RunRow]) -> list[Block]:
     note = ("Mean ± standard error over seeds (per-seed means over targets). Best = the returned best discrete "
             "prompt; final = the last discrete evaluation. Early-stopped targets are counted, never dropped.")
     blocks: list[Block] = [("h", 1, title), ("p", note)]
@@ -225,6 +252,9 @@ def report_blocks(title: str, summary: dict, failed: list[dict], figures: dict[s
     prompts = prompt_table(summary)
     if prompts:
         blocks += [("h", 2, "Prompt recovery (against the ground-truth prompt)"), ("table", *prompts)]
+    shared = shared_success_table(rows)
+    if shared:
+        blocks += [("h", 2, "Time to success on the runs both methods invert"), ("table", *shared)]
     return blocks + closing_blocks(figures, failed)
 
 
@@ -327,7 +357,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
         pictures = {alt: str(path.relative_to(out_dir)) for alt, path in
                     write_figures(summary, curves, out_dir / "figures").items()}
     title = f"Report: {run_dir.name}"
-    return write_report_files(out_dir, title, report_blocks(title, summary, failed, pictures), to_latex(summary))
+    return write_report_files(out_dir, title, report_blocks(title, summary, failed, pictures, rows),
+                              to_latex(summary))
 
 
 def write_report_files(out_dir: Path, title: str, blocks: list[Block], latex: str) -> dict[str, Path]:

@@ -3,7 +3,8 @@ import math
 import pytest
 
 from softtoken.experiments.plots import build_figures, carried_mean, run_curves
-from softtoken.experiments.report import RunRow, load_runs, over_seeds, summarize, to_latex, write_report
+from softtoken.experiments.report import (RunRow, load_runs, over_seeds, shared_success_table, summarize, to_latex,
+                                         write_report)
 from softtoken.experiments.store import RunStore
 
 
@@ -62,6 +63,20 @@ def test_over_seeds_gives_mean_and_standard_error_of_per_seed_means():
     assert stat.mean == pytest.approx(0.5) and stat.n_seeds == 2
     assert stat.stderr == pytest.approx(math.sqrt(((0.3 - 0.5) ** 2 + (0.7 - 0.5) ** 2) / 1) / math.sqrt(2))
     assert math.isnan(over_seeds(rows[:2], lambda r: r.lcs).stderr)
+
+
+def test_shared_success_table_compares_pairs_only_on_the_runs_both_invert():
+    def run(label, target, seconds, tokens, success=True):
+        return RunRow(label=label, seed=0, target_id=target, k=None, success=success, lcs=1.0, token_accuracy=1.0,
+                      final_lcs=1.0, final_success=success, wall_time_s=seconds, steps_run=10,
+                      success_step=10 if success else None, forward_tokens=tokens)
+    rows = [run("A", "t1", 10, 100), run("A", "t2", 30, 300), run("A", "t3", 50, 500),
+            run("B", "t1", 40, 200), run("B", "t2", 20, 800), run("B", "t3", 99, 999, success=False),
+            run("B", "t4", 1, 1), run("C", "t1", 5, 5, success=False)]
+    headers, table = shared_success_table(rows)
+    # A's own median (30 s over three targets) would flatter nothing here: on t1 and t2 it is 20 s against 30 s.
+    assert headers[2] == "shared successes" and table == [["A", "B", "2", "20.0", "30.0", "0.67", "200", "500", "0.40"]]
+    assert shared_success_table([r for r in rows if r.label != "B"]) is None
 
 
 def test_carried_mean_keeps_stopped_runs_at_their_last_value_and_starts_once_every_run_has_one():
