@@ -62,6 +62,13 @@ class ADCConfig:
     # at which rows turn one-hot, the largest w with round(s_max ** (w / T)) = 1 (1 at T = 10, 3 at T = 20)
     polish_any: bool = False  # polish the lowest-loss of the discrete prompts with few wrong tokens, even when a
     # relaxed prompt has a lower loss (a mixture's loss is usually below any discrete prompt's)
+    # Rounding (issue 12): a relaxed prompt whose mixture gets all but a few target tokens right holds, among the
+    # discrete prompts drawn from its rows, some much nearer the target than its argmax. Each step, every relaxed
+    # prompt with at most `round_wrong` wrong target tokens has `round_samples` discrete prompts drawn from its
+    # rows (token ~ X, one scoring pass for all); an exact draw is a hit, and otherwise the best draw with at
+    # most `polish_wrong` wrong tokens replaces its prompt, one-hot, for the polish to finish. 0: off.
+    round_samples: int = 0  # draws per eligible prompt and step, >= 0
+    round_wrong: int = 3  # draw only from prompts with at most this many wrong target tokens, >= 0
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -75,7 +82,7 @@ class ADCConfig:
             raise ValueError(f"ADCConfig.momentum must be in [0, 1), got {self.momentum}")
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
-        for name in ("support_samples", "polish_width", "polish_wrong"):
+        for name in ("support_samples", "polish_width", "polish_wrong", "round_samples", "round_wrong"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"ADCConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.target_starts <= self.batch_size:
@@ -121,6 +128,12 @@ def project_top_s(x: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     return torch.where(mass > 0, kept / mass.clamp_min(torch.finfo(x.dtype).tiny), one_hot)
 
 
+def draw_discrete(rows: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
+    """`count` discrete prompts drawn from the rows (L, V) of one relaxed prompt (token ~ row at each
+    position), duplicates dropped: (M, L), M <= count, sorted."""
+    return torch.multinomial(rows, count, replacement=True, generator=generator).T.unique(dim=0)
+
+
 def is_one_hot(x: torch.Tensor) -> torch.Tensor:
     """(B,) True where every row of x (B, L, V) holds exactly one nonzero entry (then it is 1: rows sum to 1)."""
     return ((x != 0).sum(-1) == 1).all(-1)
@@ -156,12 +169,16 @@ class ADC(ConfiguredMethod):
             prompts, discrete = relaxed.detach().argmax(-1), is_one_hot(relaxed.detach())  # (B, L), (B,)
             hits = discrete & (predictions == target).all(-1)  # (B,)
             wrong = (predictions != target).sum(-1)  # (B,)
+            rounded, round_hits = self._round(run, objective, relaxed.detach(), ~discrete & (wrong <= cfg.round_wrong),
+                                              polish_wrong)  # (B, L), (B,)
+            prompts, hits = torch.where(round_hits[:, None], rounded, prompts), hits | round_hits
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             support = support_size(wrong, int(target.numel()), cfg.support_max)  # (B,)
             with torch.no_grad():
                 relaxed.copy_(project_top_s(relaxed, support))
+                self._make_discrete(optimizer, relaxed, rounded, (rounded >= 0).all(-1) & ~round_hits)
             best = int(losses.detach().argmin())
             best_prompt = prompts[best]  # (L,)
             chosen = self._polish_choice(losses.detach(), discrete & (wrong <= polish_wrong), best)
@@ -170,7 +187,8 @@ class ADC(ConfiguredMethod):
                 hits = hits | self._polish(run, objective, optimizer, relaxed, chosen, prompts, losses[chosen].item())
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
                      "relax/support_mean": support.float().mean().item(),
-                     **({"relax/polished": float(polished)} if cfg.polish_width else {})})
+                     **({"relax/polished": float(polished)} if cfg.polish_width else {}),
+                     **({"relax/rounded": float((rounded >= 0).all(-1).sum())} if cfg.round_samples else {})})
             if hits.any():
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
@@ -202,13 +220,47 @@ class ADC(ConfiguredMethod):
         hits = torch.zeros(prompts.shape[0], dtype=torch.bool, device=prompts.device)
         winner = int(exact.nonzero()[0, 0]) if exact.any() else int(losses.argmin())
         if exact.any() or losses[winner].item() < loss:
+            moved = torch.zeros_like(hits)
+            moved[best] = True
             with torch.no_grad():
-                relaxed[best] = F.one_hot(candidates[winner], relaxed.shape[-1]).to(relaxed.dtype)
-            momentum = optimizer.state[relaxed].get("momentum_buffer")
-            if momentum is not None:  # none without momentum
-                momentum[best].zero_()
+                self._make_discrete(optimizer, relaxed, candidates[winner].expand_as(prompts), moved)
             prompts[best], hits[best] = candidates[winner], bool(exact[winner])
         return hits
+
+    @staticmethod
+    def _make_discrete(optimizer: torch.optim.SGD, relaxed: torch.Tensor, prompts: torch.Tensor,
+                       which: torch.Tensor) -> None:
+        """Set the relaxed prompts picked by `which` (B,) one-hot at `prompts` (B, L) and clear their momentum,
+        so the next step starts from that discrete prompt rather than coasting back to where it was."""
+        if not which.any():
+            return
+        relaxed[which] = F.one_hot(prompts[which], relaxed.shape[-1]).to(relaxed.dtype)
+        momentum = optimizer.state[relaxed].get("momentum_buffer")
+        if momentum is not None:  # none without momentum
+            momentum[which] = 0
+
+    def _round(self, run: RunHarness, objective: TargetCE, relaxed: torch.Tensor, eligible: torch.Tensor,
+               polish_wrong: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score `round_samples` discrete prompts drawn from the rows of each `eligible` (B,) prompt of
+        `relaxed` (B, L, V), all in one pass. Returns (rounded (B, L), hits (B,)): per prompt its exact draw
+        (a hit) or its best draw with at most `polish_wrong` wrong target tokens, and -1 rows elsewhere."""
+        cfg, lm = self.config, run.lm
+        rounded = torch.full(relaxed.shape[:2], -1, dtype=torch.long, device=relaxed.device)  # (B, L)
+        hits = torch.zeros(relaxed.shape[0], dtype=torch.bool, device=relaxed.device)
+        owners = eligible.nonzero().flatten().tolist() if cfg.round_samples else []
+        if not owners:
+            return rounded, hits
+        draws = [draw_discrete(relaxed[b], cfg.round_samples, run.generator) for b in owners]  # each (M_b, L)
+        with torch.no_grad(), lm.compute(cfg.compute_dtype):
+            losses, predictions = objective.hard_loss_and_predictions(lm, torch.cat(draws), run.context)
+        wrong = (predictions != run.context.target_tensor(lm.device)).sum(-1)  # (sum M_b,)
+        for b, own_draws, own_losses, own_wrong in zip(owners, draws, losses.split([len(d) for d in draws]),
+                                                       wrong.split([len(d) for d in draws])):
+            exact = own_wrong == 0
+            pick = int(exact.nonzero()[0, 0] if exact.any() else own_losses.argmin())
+            if own_wrong[pick] <= polish_wrong:
+                rounded[b], hits[b] = own_draws[pick], bool(exact[pick])
+        return rounded, hits
 
     def _decoded(self, run: RunHarness, objective: TargetCE, argmax: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The discrete prompts to judge for one relaxed prompt: its argmax (L,) alone, or, with
@@ -218,8 +270,7 @@ class ADC(ConfiguredMethod):
         cfg, lm = self.config, run.lm
         if cfg.support_samples == 0:
             return argmax[None]
-        draws = torch.multinomial(rows, cfg.support_samples, replacement=True, generator=run.generator).T  # (N, L)
-        candidates = torch.cat([argmax[None], draws]).unique(dim=0)  # (M, L), sorted
+        candidates = torch.cat([argmax[None], draw_discrete(rows, cfg.support_samples, run.generator)]).unique(dim=0)
         with torch.no_grad(), lm.compute(cfg.compute_dtype):
             losses, predictions = objective.hard_loss_and_predictions(lm, candidates, run.context)  # (M,), (M, T)
         hits = (predictions == run.context.target_tensor(lm.device)).all(-1)  # (M,)

@@ -172,7 +172,7 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("init_std", -0.5), ("eval_every", 0), ("compute_dtype", "int8"), ("target_starts", 5), ("target_starts", -1),
     ("target_mass", 0.0), ("target_mass", 1.5), ("support_samples", -1), ("polish_width", -1), ("polish_topk", 0),
     ("polish_wrong", -1), ("polish_width", 1.5), ("polish_wrong", "auto"), ("polish_any", "false"),
-    ("loss", "hinge"), ("loss_reduction", "max"),
+    ("loss", "hinge"), ("loss_reduction", "max"), ("round_samples", -1), ("round_samples", "4"), ("round_wrong", -1),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
@@ -311,3 +311,73 @@ def test_adc_polish_choice_takes_the_lowest_loss_eligible_prompt_only_with_polis
     method = ADC(ADCConfig(polish_width=8, polish_any=polish_any))
     assert method._polish_choice(losses, torch.tensor(eligible), best=0) == chosen
     assert ADC(ADCConfig(polish_any=polish_any))._polish_choice(losses, torch.tensor(eligible), best=0) is None
+
+
+def _wrong_count(tiny_lm, prompt, target):
+    _, predictions = TargetCE().hard_loss_and_predictions(tiny_lm, prompt[None], ObjectiveContext(target_ids=target))
+    return int((predictions[0] != torch.tensor(target)).sum())
+
+
+def test_adc_rounding_finds_a_hit_the_argmax_misses_and_skips_ineligible_prompts(tiny_lm):
+    prompt, target, decoy = _planted_prompt_and_decoy(tiny_lm)
+    vocab = tiny_lm.prompt_vocab_size
+    rows = torch.nn.functional.one_hot(prompt, vocab).float()  # (2, V)
+    rows[0] = 0.4 * rows[0] + 0.6 * torch.nn.functional.one_hot(torch.tensor(decoy), vocab).float()
+    relaxed = torch.stack([rows, rows])  # (2, 2, V); argmax [decoy, 11] misses
+    method = ADC(ADCConfig(round_samples=16))  # 0.6 ** 16 < 3e-4: the planted prompt is drawn
+    run = method.harness(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=0), Budget(steps=1))
+    rounded, hits = method._round(run, TargetCE(), relaxed, torch.tensor([True, False]), polish_wrong=0)
+    assert hits.tolist() == [True, False] and rounded.tolist() == [prompt.tolist(), [-1, -1]]
+
+
+@pytest.mark.parametrize("slack, kept", [(0, True), (-1, False)])
+def test_adc_rounding_keeps_a_draw_only_within_the_polish_wrong_count(tiny_lm, slack, kept):
+    prompt, target, decoy = _planted_prompt_and_decoy(tiny_lm)
+    near = torch.tensor([decoy, 11])
+    wrong = _wrong_count(tiny_lm, near, target)
+    relaxed = torch.nn.functional.one_hot(near, tiny_lm.prompt_vocab_size).float()[None]  # its only draw is `near`
+    method = ADC(ADCConfig(round_samples=4))
+    run = method.harness(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=0), Budget(steps=1))
+    rounded, hits = method._round(run, TargetCE(), relaxed, torch.tensor([True]), polish_wrong=wrong + slack)
+    assert wrong >= 1 and hits.tolist() == [False]
+    assert rounded.tolist() == ([near.tolist()] if kept else [[-1, -1]])
+
+
+def test_adc_rounded_near_miss_is_the_next_steps_one_hot_prompt(tiny_lm, monkeypatch):
+    near, seen, forward = torch.tensor([3, 4]), [], TargetCE.loss_and_predictions
+
+    def one_rounding(self, run, objective, relaxed, eligible, polish_wrong):  # prompt 1 rounds at step 1 only
+        rounded = torch.full(relaxed.shape[:2], -1)
+        if run.step == 1:
+            rounded[1] = near
+        return rounded, torch.zeros(relaxed.shape[0], dtype=torch.bool)
+
+    def spy(self, lm, relaxed, context):
+        seen.append(relaxed.detach().clone())
+        return forward(self, lm, relaxed, context)
+
+    monkeypatch.setattr(ADC, "_round", one_rounding)
+    monkeypatch.setattr(TargetCE, "loss_and_predictions", spy)
+    # lr 0: the SGD step moves nothing, so the second forward shows exactly what the rounding wrote
+    config = ADCConfig(batch_size=2, learning_rate=1e-12, momentum=0.5, round_samples=4, eval_every=1000)
+    result = ADC(config).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=2, seed=0), Budget(steps=2))
+    assert result.history["relax/rounded"] == [1.0, 0.0]
+    assert not is_one_hot(seen[0]).any() and is_one_hot(seen[1]).tolist() == [False, True]
+    assert seen[1][1].argmax(-1).tolist() == near.tolist()
+
+
+def test_adc_with_rounding_recovers_a_planted_prompt_and_repeats_with_the_seed(tiny_lm, planted_target):
+    target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
+    config = ADCConfig(eval_every=1000, support_max=2, polish_width=16, polish_topk=8, polish_wrong=1,
+                       polish_any=True, round_samples=8, round_wrong=3)
+
+    def run(seed):
+        return ADC(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=25))
+
+    for seed in range(3):
+        result = run(seed)
+        assert result.exact_match and result.steps_run == result.success_step < 25, (seed, result.metrics)
+        assert sum(result.history["relax/rounded"]) > 0  # measured: 2, 5 and 3 roundings
+        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
+    first, again = run(0), run(0)
+    assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
