@@ -12,7 +12,9 @@ forward of an all-one-hot prompt is a discrete forward, and its teacher-forced m
 match (confirmed by the shared judge, which also judges argmax X of the lowest-loss prompt every
 `eval_every` steps; with `support_samples`, the best of that many discrete prompts drawn from its rows).
 With `polish_width`, a discrete lowest-loss prompt with few wrong target tokens also gets a GCG step from the
-gradient already taken: its best-scoring single swap replaces it when that lowers the loss.
+gradient already taken: its best-scoring single swap replaces it when that lowers the loss. With
+`round_samples`, relaxed prompts near the target also have discrete prompts drawn from their rows, and a draw
+within `polish_wrong` wrong tokens replaces its prompt for the polish (off: it lost on the natural set).
 
     problem = Problem(lm=lm, target_ids=tuple(lm.encode(" Paris.")), prompt_length=4, seed=0)
     result = ADC(adc_default()).run(problem, Budget(steps=500))
