@@ -174,13 +174,15 @@ class ADC(ConfiguredMethod):
             rounded, round_hits = self._round(run, objective, relaxed.detach(), ~discrete & (wrong <= cfg.round_wrong),
                                               polish_wrong)  # (B, L), (B,)
             prompts, hits = torch.where(round_hits[:, None], rounded, prompts), hits | round_hits
+            rounded_any = (rounded >= 0).all(-1)  # (B,)
+            handed = (rounded_any & ~round_hits).nonzero().flatten()  # (K,) near misses for the polish
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             support = support_size(wrong, int(target.numel()), cfg.support_max)  # (B,)
             with torch.no_grad():
                 relaxed.copy_(project_top_s(relaxed, support))
-                self._make_discrete(optimizer, relaxed, rounded, (rounded >= 0).all(-1) & ~round_hits)
+                self._make_discrete(optimizer, relaxed, handed, rounded[handed])
             best = int(losses.detach().argmin())
             best_prompt = prompts[best]  # (L,)
             chosen = self._polish_choice(losses.detach(), discrete & (wrong <= polish_wrong), best)
@@ -190,7 +192,7 @@ class ADC(ConfiguredMethod):
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
                      "relax/support_mean": support.float().mean().item(),
                      **({"relax/polished": float(polished)} if cfg.polish_width else {}),
-                     **({"relax/rounded": float((rounded >= 0).all(-1).sum())} if cfg.round_samples else {})})
+                     **({"relax/rounded": float(rounded_any.sum())} if cfg.round_samples else {})})
             if hits.any():
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
@@ -222,21 +224,19 @@ class ADC(ConfiguredMethod):
         hits = torch.zeros(prompts.shape[0], dtype=torch.bool, device=prompts.device)
         winner = int(exact.nonzero()[0, 0]) if exact.any() else int(losses.argmin())
         if exact.any() or losses[winner].item() < loss:
-            moved = torch.zeros_like(hits)
-            moved[best] = True
             with torch.no_grad():
-                self._make_discrete(optimizer, relaxed, candidates[winner].expand_as(prompts), moved)
+                self._make_discrete(optimizer, relaxed, torch.tensor([best]), candidates[winner][None])
             prompts[best], hits[best] = candidates[winner], bool(exact[winner])
         return hits
 
     @staticmethod
-    def _make_discrete(optimizer: torch.optim.SGD, relaxed: torch.Tensor, prompts: torch.Tensor,
-                       which: torch.Tensor) -> None:
-        """Set the relaxed prompts picked by `which` (B,) one-hot at `prompts` (B, L) and clear their momentum,
-        so the next step starts from that discrete prompt rather than coasting back to where it was."""
-        if not which.any():
+    def _make_discrete(optimizer: torch.optim.SGD, relaxed: torch.Tensor, which: torch.Tensor,
+                       prompts: torch.Tensor) -> None:
+        """Set the relaxed prompts `which` (K,) (batch indices) one-hot at `prompts` (K, L) and clear their
+        momentum, so the next step starts from that discrete prompt rather than coasting back to where it was."""
+        if which.numel() == 0:
             return
-        relaxed[which] = F.one_hot(prompts[which], relaxed.shape[-1]).to(relaxed.dtype)
+        relaxed[which] = F.one_hot(prompts, relaxed.shape[-1]).to(relaxed.dtype)
         momentum = optimizer.state[relaxed].get("momentum_buffer")
         if momentum is not None:  # none without momentum
             momentum[which] = 0
