@@ -14,7 +14,8 @@ match (confirmed by the shared judge, which also judges argmax X of the lowest-l
 With `polish_width`, a discrete lowest-loss prompt with few wrong target tokens also gets a GCG step from the
 gradient already taken: its best-scoring single swap replaces it when that lowers the loss. With
 `round_samples`, relaxed prompts near the target also have discrete prompts drawn from their rows, and a draw
-within `polish_wrong` wrong tokens replaces its prompt for the polish (off: it lost on the natural set).
+within `polish_wrong` wrong tokens replaces its prompt for the polish (off: it lost on the natural set). With
+`share_every`, the prompt with the worst recent losses periodically restarts from the best prompt's point.
 
     problem = Problem(lm=lm, target_ids=tuple(lm.encode(" Paris.")), prompt_length=4, seed=0)
     result = ADC(adc_default()).run(problem, Budget(steps=500))
@@ -71,6 +72,10 @@ class ADCConfig:
     # most `polish_wrong` wrong tokens replaces its prompt, one-hot, for the polish to finish. 0: off.
     round_samples: int = 0  # draws per eligible prompt and step, >= 0
     round_wrong: int = 3  # draw only from prompts with at most this many wrong target tokens, >= 0
+    # Sharing (issue 12): the B prompts are otherwise independent starts. Every `share_every` steps the prompt
+    # with the highest mean loss over those steps restarts from the lowest-loss prompt's current point, with
+    # its momentum cleared (so the copy leaves along its own path under momentum 0.99). 0: off.
+    share_every: int = 0  # steps between shares, >= 0
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -84,7 +89,7 @@ class ADCConfig:
             raise ValueError(f"ADCConfig.momentum must be in [0, 1), got {self.momentum}")
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
-        for name in ("support_samples", "polish_width", "polish_wrong", "round_samples", "round_wrong"):
+        for name in ("support_samples", "polish_width", "polish_wrong", "round_samples", "round_wrong", "share_every"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"ADCConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.target_starts <= self.batch_size:
@@ -161,6 +166,7 @@ class ADC(ConfiguredMethod):
         relaxed = self._with_target_starts(run, objective, torch.softmax(logits, dim=-1)).requires_grad_(True)
         optimizer = torch.optim.SGD([relaxed], lr=cfg.learning_rate, momentum=cfg.momentum)
         best_prompt = relaxed[0].detach().argmax(-1)  # (L,)
+        window_loss = torch.zeros(cfg.batch_size, device=lm.device)  # (B,) summed since the last share
         for step in run.steps():
             with lm.compute(cfg.compute_dtype):
                 losses, predictions = objective.loss_and_predictions(lm, relaxed, run.context)  # (B,), (B, T)
@@ -183,6 +189,9 @@ class ADC(ConfiguredMethod):
             with torch.no_grad():
                 relaxed.copy_(project_top_s(relaxed, support))
                 self._make_discrete(optimizer, relaxed, handed, rounded[handed])
+            window_loss += losses.detach()
+            shared = cfg.share_every > 0 and step % cfg.share_every == 0 \
+                and self._share(optimizer, relaxed, window_loss, losses.detach())
             best = int(losses.detach().argmin())
             best_prompt = prompts[best]  # (L,)
             chosen = self._polish_choice(losses.detach(), discrete & (wrong <= polish_wrong), best)
@@ -192,7 +201,8 @@ class ADC(ConfiguredMethod):
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
                      "relax/support_mean": support.float().mean().item(),
                      **({"relax/polished": float(polished)} if cfg.polish_width else {}),
-                     **({"relax/rounded": float(rounded_any.sum())} if cfg.round_samples else {})})
+                     **({"relax/rounded": float(rounded_any.sum())} if cfg.round_samples else {}),
+                     **({"relax/shared": float(shared)} if cfg.share_every else {})})
             if hits.any():
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
@@ -237,9 +247,29 @@ class ADC(ConfiguredMethod):
         if which.numel() == 0:
             return
         relaxed[which] = F.one_hot(prompts, relaxed.shape[-1]).to(relaxed.dtype)
+        ADC._clear_momentum(optimizer, relaxed, which)
+
+    @staticmethod
+    def _clear_momentum(optimizer: torch.optim.SGD, relaxed: torch.Tensor, which: torch.Tensor | int) -> None:
+        """Zero the SGD momentum of the relaxed prompts `which` (batch indices); none exists without momentum."""
         momentum = optimizer.state[relaxed].get("momentum_buffer")
-        if momentum is not None:  # none without momentum
+        if momentum is not None:
             momentum[which] = 0
+
+    @staticmethod
+    def _share(optimizer: torch.optim.SGD, relaxed: torch.Tensor, window_loss: torch.Tensor,
+               losses: torch.Tensor) -> bool:
+        """Restart the prompt of highest `window_loss` (B,) (summed over the steps since the last share, so a
+        lucky step does not save it) from the current point of the step's lowest-loss prompt (losses (B,)),
+        momentum cleared; then reset the window. Returns whether a prompt moved (not when the two are one)."""
+        worst, best = int(window_loss.argmax()), int(losses.argmin())
+        window_loss.zero_()
+        if worst == best:
+            return False
+        with torch.no_grad():
+            relaxed[worst] = relaxed[best]
+        ADC._clear_momentum(optimizer, relaxed, worst)
+        return True
 
     def _round(self, run: RunHarness, objective: TargetCE, relaxed: torch.Tensor, eligible: torch.Tensor,
                polish_wrong: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -111,8 +111,8 @@ def test_spec_reads_a_relative_reconstruction_source_from_the_spec_directory(tmp
 
 def test_natural_bench_specs_read_the_openings_file_line_by_line():
     rows = {"natural.yaml": ["gcg-target", "gcg-combo", "adc", "adc-s10", "adc-s10-polish", "adc-s5-polish",
-                             "adc-round", "adc-polish-lr40", "adc-polish-lr160", "adc-polish-m09", "gcg-fast",
-                             "gcg"],
+                             "adc-round", "adc-polish-lr40", "adc-polish-lr160", "adc-polish-m09", "adc-polish-share20",
+                             "gcg-fast", "gcg"],
             "natural-long.yaml": ["adc-polish", "adc-polish-w3", "adc", "adc-s10", "gcg-target", "gcg-combo",
                                   "gcg-fast"],
             "natural-seeds.yaml": ["adc-polish", "gcg-fast", "adc-polish-m09"]}
@@ -124,7 +124,7 @@ def test_natural_bench_specs_read_the_openings_file_line_by_line():
         assert (cfg.num_samples, cfg.prompt_length, cfg.output_length) == (20, length, length)
         assert spec.model is None and spec.prompt_length == length and spec.budget.seconds == seconds
         assert [m.label for m in spec.methods] == rows[name]
-        assert spec.seeds == ((1, 2) if name == "natural-seeds.yaml" else (0,))
+        assert spec.seeds == ((1, 2, 3) if name == "natural-seeds.yaml" else (0,))
     assert len(_prompt_lines(OPENINGS.read_text())) >= 24
 
 

@@ -173,6 +173,7 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("target_mass", 0.0), ("target_mass", 1.5), ("support_samples", -1), ("polish_width", -1), ("polish_topk", 0),
     ("polish_wrong", -1), ("polish_width", 1.5), ("polish_wrong", "auto"), ("polish_any", "false"),
     ("loss", "hinge"), ("loss_reduction", "max"), ("round_samples", -1), ("round_samples", "4"), ("round_wrong", -1),
+    ("share_every", -1), ("share_every", 2.0),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
@@ -378,6 +379,54 @@ def test_adc_with_rounding_recovers_a_planted_prompt_and_repeats_with_the_seed(t
         result = run(seed)
         assert result.exact_match and result.steps_run == result.success_step < 25, (seed, result.metrics)
         assert sum(result.history["relax/rounded"]) > 0  # measured: 2, 5 and 3 roundings
+        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
+    first, again = run(0), run(0)
+    assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
+
+
+def _stepped_optimizer(relaxed):
+    """An SGD optimiser over relaxed (B, L, V) with a nonzero momentum buffer for every prompt."""
+    optimizer = torch.optim.SGD([relaxed], lr=0.1, momentum=0.9)
+    relaxed.grad = torch.randn_like(relaxed)
+    optimizer.step()
+    return optimizer
+
+
+def test_adc_share_restarts_the_worst_window_from_the_best_point_with_its_momentum_cleared():
+    relaxed = torch.softmax(torch.randn(3, 2, 5, generator=torch.Generator().manual_seed(0)), -1).requires_grad_(True)
+    optimizer = _stepped_optimizer(relaxed)
+    before, momentum = relaxed.detach().clone(), optimizer.state[relaxed]["momentum_buffer"].clone()
+    # prompt 1 has the worst window although prompt 1 is not the worst this step; prompt 2 is the best this step
+    window, losses = torch.tensor([1.0, 5.0, 2.0]), torch.tensor([0.9, 0.3, 0.1])
+    assert ADC._share(optimizer, relaxed, window, losses)
+    after, buffer = relaxed.detach(), optimizer.state[relaxed]["momentum_buffer"]
+    assert torch.equal(after[1], before[2]) and torch.equal(after[[0, 2]], before[[0, 2]])
+    assert torch.equal(buffer[1], torch.zeros_like(buffer[1])) and torch.equal(buffer[[0, 2]], momentum[[0, 2]])
+    assert window.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_adc_share_moves_nothing_when_the_worst_window_is_the_best_prompt():
+    relaxed = torch.softmax(torch.randn(2, 2, 5, generator=torch.Generator().manual_seed(1)), -1).requires_grad_(True)
+    optimizer = _stepped_optimizer(relaxed)
+    before, momentum = relaxed.detach().clone(), optimizer.state[relaxed]["momentum_buffer"].clone()
+    window = torch.tensor([3.0, 1.0])
+    assert not ADC._share(optimizer, relaxed, window, torch.tensor([0.2, 0.5]))
+    assert torch.equal(relaxed.detach(), before) and torch.equal(optimizer.state[relaxed]["momentum_buffer"], momentum)
+    assert window.tolist() == [0.0, 0.0]
+
+
+def test_adc_with_sharing_recovers_a_planted_prompt_and_repeats_with_the_seed(tiny_lm, planted_target):
+    target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
+    config = ADCConfig(eval_every=1000, share_every=2)
+
+    def run(seed):
+        return ADC(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=25))
+
+    for seed in range(3):
+        result = run(seed)
+        assert result.exact_match and result.steps_run == result.success_step < 25, (seed, result.metrics)
+        shares = result.history["relax/shared"]
+        assert shares[0::2] == [0.0] * len(shares[0::2]) and sum(shares) > 0  # only on even steps, and some moved
         assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
     first, again = run(0), run(0)
     assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
