@@ -189,9 +189,11 @@ class ADC(ConfiguredMethod):
             with torch.no_grad():
                 relaxed.copy_(project_top_s(relaxed, support))
                 self._make_discrete(optimizer, relaxed, handed, rounded[handed])
-            window_loss += losses.detach()
-            shared = cfg.share_every > 0 and step % cfg.share_every == 0 \
-                and self._share(optimizer, relaxed, window_loss, losses.detach())
+            shared = False
+            if cfg.share_every:  # the window is kept only when sharing is on: no work in the preset's loop
+                window_loss += losses.detach()
+                if step % cfg.share_every == 0:
+                    shared = self._share(optimizer, relaxed, window_loss, losses.detach())
             best = int(losses.detach().argmin())
             best_prompt = prompts[best]  # (L,)
             chosen = self._polish_choice(losses.detach(), discrete & (wrong <= polish_wrong), best)
