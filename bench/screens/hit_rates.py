@@ -35,6 +35,7 @@ if len(sys.argv) == 3:
     a, b = ({key[1]: run for key, run in successes.items() if key[0] == label} for label in sys.argv[1:])
     shared = [(a[seed][t], b[seed][t]) for seed in a.keys() & b.keys() for t in a[seed]
               if a[seed][t] is not None and b[seed].get(t) is not None]
-    print(f"{len(shared)} runs both invert: median s {statistics.median(x[0] for x, _ in shared):.1f} against "
-          f"{statistics.median(y[0] for _, y in shared):.1f}, forward tokens {statistics.median(x[1] for x, _ in shared):.0f} "
-          f"against {statistics.median(y[1] for _, y in shared):.0f}")
+    seconds = [statistics.median(pair[i][0] for pair in shared) for i in (0, 1)]
+    tokens = [statistics.median(pair[i][1] for pair in shared) for i in (0, 1)]
+    print(f"{len(shared)} runs both invert: median s {seconds[0]:.1f} against {seconds[1]:.1f}, "
+          f"forward tokens {tokens[0]:.0f} against {tokens[1]:.0f}")
