@@ -1,8 +1,9 @@
 """How often each natural target falls, over several bench rows and seeds (docs/benchmarks.md §6), the seconds
 to each success (which say whether a run's chance per second is constant), and what a constant success rate
 predicts for k times the budget: a target inverted in n of N runs has p = n / N per run, and 1 - (1 - p) ** k at
-k times the budget. Also the medians of two rows on the (target, seed) runs both invert, or a screen row's count
-per target next to the baseline's.
+k times the budget. Also the medians of two rows on the (target, seed) runs both invert, or a screen row against
+`adc-polish` on the screen's targets and seeds: counts per target and seed, mean LCS, steps, time to success,
+pastes, and how far the lowest relaxed loss fell (`loss/target_best`, the lowest over ten steps).
 
 Usage: python bench/screens/hit_rates.py [A_LABEL B_LABEL]
        python bench/screens/hit_rates.py --screen STORE LABEL   (e.g. bench/results/screen-levers-17 adc-polish-b2)
@@ -16,56 +17,97 @@ from collections import defaultdict
 
 ROWS = {"bench/results/natural": ("adc-s10-polish", "adc-polish-m09", "adc-polish-share20"),
         "bench/results/natural-seeds": ("adc-polish", "adc-polish-m09", "adc-polish-share20")}
-Runs = dict[tuple[str, int], dict[str, tuple[float, int] | None]]
+Record = dict  # a store's results.jsonl line, with "store" added
 
 
-def read_runs(rows: dict[str, tuple[str, ...]]) -> Runs:
-    """(label, seed) -> target -> (seconds, forward tokens) to success, or None for a miss."""
-    successes: Runs = defaultdict(dict)
+def read_records(rows: dict[str, tuple[str, ...]]) -> dict[tuple[str, int], dict[str, Record]]:
+    """(label, seed) -> target -> finished record; adc-s10-polish is read as adc-polish."""
+    records: dict[tuple[str, int], dict[str, Record]] = defaultdict(dict)
     for store, labels in rows.items():
         for line in open(f"{store}/results.jsonl"):
             record = json.loads(line)
-            result = record.get("result")
-            if record["label"] in labels and result:
+            if record["label"] in labels and record.get("result"):
                 label = record["label"].replace("adc-s10-polish", "adc-polish")
-                exact = result["metrics"]["eval/exact_match"]
-                successes[(label, record["seed"])][record["target_id"]] = \
-                    (result["wall_time_s"], result["forward_tokens"]) if exact else None
-    return successes
+                records[(label, record["seed"])][record["target_id"]] = {**record, "store": store}
+    return records
 
 
-def hits(runs: list[dict[str, tuple[float, int] | None]], target: str) -> int:
-    return sum(run.get(target) is not None for run in runs)
+def exact(record: Record | None) -> bool:
+    return record is not None and record["result"]["metrics"]["eval/exact_match"]
 
 
-successes = read_runs(ROWS)
-runs = list(successes.values())
+def hits(runs: list[dict[str, Record]], target: str) -> int:
+    return sum(exact(run.get(target)) for run in runs)
+
+
+def lowest_losses(record: Record) -> list[float]:
+    """The run's lowest relaxed loss per step (`loss/target_best`), from its stored history."""
+    return json.load(open(f"{record['store']}/{record['history_file']}"))["loss/target_best"]
+
+
+def lowest_near(losses: list[float], step: int) -> float:
+    """The lowest relaxed loss over the ten steps up to `step` (1-based; past the end: the last ten)."""
+    end = min(step, len(losses))
+    return min(losses[max(0, end - 10):end])
+
+
+def row_summary(name: str, records: list[Record]) -> None:
+    results = [record["result"] for record in records]
+    misses = [result for result in results if not result["metrics"]["eval/exact_match"]]
+    wins = [result for result in results if result["metrics"]["eval/exact_match"]]
+    print(f"{name}: {len(wins)} of {len(results)}, mean LCS "
+          f"{statistics.mean(r['metrics']['eval/lcs_ratio'] for r in results):.2f}, median steps of a miss "
+          f"{statistics.median(r['steps_run'] for r in misses)}, successes: median "
+          f"{statistics.median(r['wall_time_s'] for r in wins):.1f} s and "
+          f"{statistics.median(r['forward_tokens'] for r in wins):.0f} forward tokens, "
+          f"{sum(r['metrics']['eval/roundtrip_exact'] for r in wins)} paste")
+
+
+def compare_screen(store: str, label: str, baseline: dict[tuple[str, int], dict[str, Record]],
+                   rates: dict[str, float]) -> None:
+    """The screen row against adc-polish on the same targets and seeds (and what the baseline's `rates` predict)."""
+    screen = {seed: run for (_, seed), run in read_records({store: (label,)}).items()}
+    preset = {seed: baseline[("adc-polish", seed)] for seed in screen}
+    targets = sorted({target for run in screen.values() for target in run})
+    print(f"{label} against adc-polish, seeds {sorted(screen)} (a seed's run may still be going)")
+    for target in targets:
+        print(f"{target}: {hits(list(screen.values()), target)} of {len(screen)} "
+              f"(adc-polish {hits(list(preset.values()), target)} of {len(preset)})")
+    for seed in sorted(screen):
+        print(f"seed {seed}: {sum(map(exact, screen[seed].values()))} against "
+              f"{sum(exact(preset[seed].get(t)) for t in screen[seed])}")
+    pairs = [(screen[s][t], preset[s][t]) for s in screen for t in screen[s]]
+    print(f"the baseline's rates predict {sum(rates[t] for s in screen for t in screen[s]):.1f} successes")
+    row_summary(label, [pair[0] for pair in pairs])
+    row_summary("adc-polish", [pair[1] for pair in pairs])
+    missed = [pair for pair in pairs if not exact(pair[0]) and not exact(pair[1])]
+    ends = [statistics.median(lowest_near(lowest_losses(pair[i]), 10**9) for pair in missed) for i in (0, 1)]
+    print(f"{len(missed)} runs both miss: lowest loss of the last ten steps, median {ends[0]:.2f} "
+          f"against {ends[1]:.2f}")
+    curves = [lowest_losses(pair[1]) for pair in missed]
+    medians = [statistics.median(lowest_near(curve, step) for curve in curves) for step in (50, 100, 150, 10**9)]
+    print("adc-polish on those runs, median lowest loss near step 50, 100, 150 and the last: "
+          + ", ".join(f"{value:.2f}" for value in medians))
+
+
+baseline = read_records(ROWS)
+runs = list(baseline.values())
 targets = sorted({target for run in runs for target in run})
 rates = {target: hits(runs, target) / len(runs) for target in targets}
-print(f"{len(runs)} runs: " + ", ".join(f"{label} seed {seed}" for label, seed in sorted(successes)))
+print(f"{len(runs)} runs: " + ", ".join(f"{label} seed {seed}" for label, seed in sorted(baseline)))
 if len(sys.argv) == 4 and sys.argv[1] == "--screen":
-    screen_runs = read_runs({sys.argv[2]: (sys.argv[3],)})
-    seeds = sorted(seed for _, seed in screen_runs)
-    screen = list(screen_runs.values())
-    preset = [run for (label, seed), run in successes.items() if label == "adc-polish" and seed in seeds]
-    shown = sorted({target for run in screen for target in run})
-    print(f"{sys.argv[3]} against adc-polish, seeds {seeds} (a seed's run may still be going)")
-    for target in shown:
-        print(f"{target}: {hits(screen, target)} of {len(screen)} (adc-polish {hits(preset, target)} of {len(preset)},"
-              f" all {round(rates[target] * len(runs))} of {len(runs)})")
-    print(f"successes: {sum(hits(screen, t) for t in shown)} against {sum(hits(preset, t) for t in shown)} "
-          f"(expected from all {len(runs)}: {sum(rates[t] for t in shown) * len(screen):.1f})")
+    compare_screen(sys.argv[2], sys.argv[3], baseline, rates)
     sys.exit()
 for target in targets:
-    seconds = sorted(round(run[target][0]) for run in runs if run.get(target) is not None)
+    seconds = sorted(round(run[target]["result"]["wall_time_s"]) for run in runs if exact(run.get(target)))
     print(f"{target}: {round(rates[target] * len(runs))} of {len(runs)}, seconds to success {seconds}")
 for k in (1, 2, 4):
     print(f"expected targets a run at {k}x the budget: {sum(1 - (1 - p) ** k for p in rates.values()):.1f}")
 if len(sys.argv) == 3:
-    a, b = ({key[1]: run for key, run in successes.items() if key[0] == label} for label in sys.argv[1:])
-    shared = [(a[seed][t], b[seed][t]) for seed in a.keys() & b.keys() for t in a[seed]
-              if a[seed][t] is not None and b[seed].get(t) is not None]
-    seconds = [statistics.median(pair[i][0] for pair in shared) for i in (0, 1)]
-    tokens = [statistics.median(pair[i][1] for pair in shared) for i in (0, 1)]
+    a, b = ({key[1]: run for key, run in baseline.items() if key[0] == label} for label in sys.argv[1:])
+    shared = [(a[seed][t]["result"], b[seed][t]["result"]) for seed in a.keys() & b.keys() for t in a[seed]
+              if exact(a[seed][t]) and exact(b[seed].get(t))]
+    seconds = [statistics.median(pair[i]["wall_time_s"] for pair in shared) for i in (0, 1)]
+    tokens = [statistics.median(pair[i]["forward_tokens"] for pair in shared) for i in (0, 1)]
     print(f"{len(shared)} runs both invert: median s {seconds[0]:.1f} against {seconds[1]:.1f}, "
           f"forward tokens {tokens[0]:.0f} against {tokens[1]:.0f}")
