@@ -11,6 +11,7 @@ Reads bench/results/natural (adc-s10-polish counts as adc-polish) and bench/resu
 """
 
 import json
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -66,7 +67,11 @@ def row_summary(name: str, records: list[Record]) -> None:
 def compare_screen(store: str, label: str, baseline: dict[tuple[str, int], dict[str, Record]],
                    rates: dict[str, float]) -> None:
     """The screen row against adc-polish on the same targets and seeds (and what the baseline's `rates` predict)."""
+    if not os.path.exists(f"{store}/results.jsonl"):
+        sys.exit(f"hit_rates.py: no bench store at {store!r} (no results.jsonl)")
     screen = {seed: run for (_, seed), run in read_records({store: (label,)}).items()}
+    if not screen:
+        sys.exit(f"hit_rates.py: no finished run labelled {label!r} in {store!r}")
     preset = {seed: baseline[("adc-polish", seed)] for seed in screen}
     targets = sorted({target for run in screen.values() for target in run})
     print(f"{label} against adc-polish, seeds {sorted(screen)} (a seed's run may still be going)")
