@@ -5,8 +5,13 @@ k times the budget. Also the medians of two rows on the (target, seed) runs both
 `adc-polish` on the screen's targets and seeds: counts per target and seed, mean LCS, steps, time to success,
 pastes, and how far the lowest relaxed loss fell (`loss/target_best`, the lowest over ten steps).
 
+With `--curve`, a row run at several times the 180 s budget (bench/screens/natural-budget-720.yaml) gives the
+time curve itself: per seed, the targets inverted by 180, 360, 540 and 720 s (the natural targets every baseline
+run inverts counted as inverted), against the constant-rate prediction, and the lowest loss of its misses.
+
 Usage: python bench/screens/hit_rates.py [A_LABEL B_LABEL]
        python bench/screens/hit_rates.py --screen STORE LABEL   (e.g. bench/results/screen-levers-17 adc-polish-b2)
+       python bench/screens/hit_rates.py --curve STORE LABEL    (e.g. bench/results/screen-budget-720 adc-polish-720s)
 Reads bench/results/natural (adc-s10-polish counts as adc-polish) and bench/results/natural-seeds.
 """
 
@@ -64,14 +69,42 @@ def row_summary(name: str, records: list[Record]) -> None:
           f"{sum(r['metrics']['eval/roundtrip_exact'] for r in wins)} paste")
 
 
-def compare_screen(store: str, label: str, baseline: dict[tuple[str, int], dict[str, Record]],
-                   rates: dict[str, float]) -> None:
-    """The screen row against adc-polish on the same targets and seeds (and what the baseline's `rates` predict)."""
+def screen_runs(store: str, label: str) -> dict[int, dict[str, Record]]:
+    """seed -> target -> finished record of the row `label` in `store`; a one-line exit when there is none."""
     if not os.path.exists(f"{store}/results.jsonl"):
         sys.exit(f"hit_rates.py: no bench store at {store!r} (no results.jsonl)")
     screen = {seed: run for (_, seed), run in read_records({store: (label,)}).items()}
     if not screen:
         sys.exit(f"hit_rates.py: no finished run labelled {label!r} in {store!r}")
+    return screen
+
+
+def time_curve(store: str, label: str, rates: dict[str, float]) -> None:
+    """A long row's successes by each multiple of 180 s, per seed, out of the natural set: its own targets plus
+    the ones every baseline run inverts (rate 1), against what the baseline's `rates` predict at that budget."""
+    screen, budget = screen_runs(store, label), json.load(open(f"{store}/spec.json"))["budget"]["seconds"]
+    sure = [target for target, rate in rates.items() if rate == 1]
+    for seed, run in sorted(screen.items()):
+        times = {t: record["result"]["wall_time_s"] for t, record in run.items() if exact(record)}
+        print(f"seed {seed}, {len(run)} targets (+ {len(sure)} sure), seconds to success: "
+              + ", ".join(f"{t} {round(times[t])}" for t in sorted(times, key=times.get)))
+        for k in range(1, round(budget / 180) + 1):
+            count = sum(seconds <= 180 * k for seconds in times.values())
+            predicted = sum(1 - (1 - rates[t]) ** k for t in run)
+            print(f"  by {180 * k} s: {count + len(sure)} of {len(run) + len(sure)} "
+                  f"(constant rates predict {predicted + len(sure):.1f})")
+    curves = [lowest_losses(record) for run in screen.values() for record in run.values() if not exact(record)]
+    if curves:
+        marks = (100, 200, 400, 600, 10**9)
+        print(f"{len(curves)} misses, median lowest loss near step " + ", ".join(map(str, marks[:-1])) + " and the "
+              "last: " + ", ".join(f"{statistics.median(lowest_near(c, step) for c in curves):.2f}" for step in marks)
+              + f"; median steps {statistics.median(len(c) for c in curves)}")
+
+
+def compare_screen(store: str, label: str, baseline: dict[tuple[str, int], dict[str, Record]],
+                   rates: dict[str, float]) -> None:
+    """The screen row against adc-polish on the same targets and seeds (and what the baseline's `rates` predict)."""
+    screen = screen_runs(store, label)
     preset = {seed: baseline[("adc-polish", seed)] for seed in screen}
     targets = sorted({target for run in screen.values() for target in run})
     print(f"{label} against adc-polish, seeds {sorted(screen)} (a seed's run may still be going)")
@@ -100,8 +133,9 @@ runs = list(baseline.values())
 targets = sorted({target for run in runs for target in run})
 rates = {target: hits(runs, target) / len(runs) for target in targets}
 print(f"{len(runs)} runs: " + ", ".join(f"{label} seed {seed}" for label, seed in sorted(baseline)))
-if len(sys.argv) == 4 and sys.argv[1] == "--screen":
-    compare_screen(sys.argv[2], sys.argv[3], baseline, rates)
+if len(sys.argv) == 4 and sys.argv[1] in ("--screen", "--curve"):
+    (compare_screen if sys.argv[1] == "--screen" else time_curve)(sys.argv[2], sys.argv[3], *(
+        (baseline, rates) if sys.argv[1] == "--screen" else (rates,)))
     sys.exit()
 for target in targets:
     seconds = sorted(round(run[target]["result"]["wall_time_s"]) for run in runs if exact(run.get(target)))

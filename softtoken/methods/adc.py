@@ -79,6 +79,8 @@ class ADCConfig:
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
+    compile_model: bool = False  # the loss's decoder layers through torch.compile (a C++ compiler; the first
+    # step of a process pays the compile, seconds from inductor's disk cache after the first process)
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -168,7 +170,7 @@ class ADC(ConfiguredMethod):
         best_prompt = relaxed[0].detach().argmax(-1)  # (L,)
         window_loss = torch.zeros(cfg.batch_size, device=lm.device)  # (B,) summed since the last share
         for step in run.steps():
-            with lm.compute(cfg.compute_dtype):
+            with lm.compute(cfg.compute_dtype, compiled=cfg.compile_model):
                 losses, predictions = objective.loss_and_predictions(lm, relaxed, run.context)  # (B,), (B, T)
             loss = losses.mean()
             if not torch.isfinite(loss):

@@ -46,9 +46,9 @@ class DiscreteMonitor:
         if self.diagnostics is not None:
             self._record_diagnostics(self.diagnostics(view))
         if self.score_hard_samples:
-            hits = (predictions == self.target).all(-1).nonzero().flatten().tolist()
-            for index in hits:
-                run.judge.score(view.sample_index[index], run.step)
+            hits = (predictions == self.target).all(-1)  # (B*S,)
+            if hits.any():
+                run.judge.score_many(view.sample_index[hits], run.step)
         if run.step % self.eval_every == 0:
             run.evaluate_many(view.logits.argmax(-1), **{"paper/soft_tf_lcs_ratio": self.soft_lcs,
                                                         "relax/tau": [round(float(t), 4) for t in view.temperature[0]]})
@@ -63,8 +63,7 @@ class DiscreteMonitor:
 
     def offer_final(self, logits: torch.Tensor) -> None:
         """Score the argmax prompt of every returned trajectory (B, L, V)."""
-        for row in logits:
-            self.run.judge.score(row.argmax(-1), self.run.step)
+        self.run.judge.score_many(logits.argmax(-1), self.run.step)
 
     def extra_metrics(self) -> dict[str, float]:
         """The paper's training-path score, a labelled extra next to the judge's."""

@@ -5,6 +5,7 @@ import torch
 
 from softtoken.methods import ADC, PRESETS, ADCConfig, Budget, Problem, get_preset
 from softtoken.methods import adc as adc_module
+from softtoken.lm.softlm import has_cxx_compiler
 from softtoken.methods.adc import is_one_hot, project_top_s, support_size
 from softtoken.objectives import TargetCE
 from softtoken.objectives.base import ObjectiveContext
@@ -173,7 +174,7 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("target_mass", 0.0), ("target_mass", 1.5), ("support_samples", -1), ("polish_width", -1), ("polish_topk", 0),
     ("polish_wrong", -1), ("polish_width", 1.5), ("polish_wrong", "auto"), ("polish_any", "false"),
     ("loss", "hinge"), ("loss_reduction", "max"), ("round_samples", -1), ("round_samples", "4"), ("round_wrong", -1),
-    ("share_every", -1), ("share_every", 2.0),
+    ("share_every", -1), ("share_every", 2.0), ("compile_model", "false"),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
@@ -430,3 +431,15 @@ def test_adc_with_sharing_recovers_a_planted_prompt_and_repeats_with_the_seed(ti
         assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
     first, again = run(0), run(0)
     assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
+
+
+@pytest.mark.skipif(not has_cxx_compiler(), reason="torch.compile on a CPU needs a C++ compiler")
+def test_adc_compiled_loss_follows_the_eager_trajectory(tiny_lm, monkeypatch):
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=4)
+    eager = ADC(ADCConfig(batch_size=2, eval_every=1000)).run(problem, Budget(steps=3))
+    compiled_passes, compute = [], tiny_lm.compute
+    monkeypatch.setattr(tiny_lm, "compute", lambda dtype="float32", compiled=False: compiled_passes.append(compiled)
+                        or compute(dtype, compiled=compiled))
+    compiled = ADC(ADCConfig(batch_size=2, eval_every=1000, compile_model=True)).run(problem, Budget(steps=3))
+    assert compiled_passes.count(True) == 3  # the loss of each step
+    assert compiled.history["loss/target"] == pytest.approx(eager.history["loss/target"], rel=1e-4)
