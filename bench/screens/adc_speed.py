@@ -60,7 +60,7 @@ passes = {
     "loss forward + backward, 4 relaxed prompts, eager": lambda: loss_pass(False),
     "loss forward + backward, 4 relaxed prompts, compiled": lambda: loss_pass(True),
     "of which the embedding mixture, forward + backward": mixture_pass,
-    "an SGD-sized update and the top-3 projection": update_and_projection,
+    "a random step (drawn here) and the top-3 projection": update_and_projection,
     "judge: greedy decoding of 1 prompt": lambda: lm.greedy_generate(lm.to_model_ids(prompts[:1]), len(target)),
     "judge: greedy decoding of 4 prompts, one batch": lambda: lm.greedy_generate(lm.to_model_ids(prompts),
                                                                                  len(target)),
