@@ -57,6 +57,16 @@ def lowest_near(losses: list[float], step: int) -> float:
     return min(losses[max(0, end - 10):end])
 
 
+def chance_at(rate: float, k: int) -> float:
+    """A target's chance of falling at k times the budget, when it falls in a fraction `rate` of runs at 1x."""
+    return 1 - (1 - rate) ** k
+
+
+def median_lowest(curves: list[list[float]], steps: tuple[int, ...]) -> list[float]:
+    """The median over runs of the lowest loss near each of `steps` (10**9: the last ten steps)."""
+    return [statistics.median(lowest_near(curve, step) for curve in curves) for step in steps]
+
+
 def row_summary(name: str, records: list[Record]) -> None:
     results = [record["result"] for record in records]
     misses = [result for result in results if not result["metrics"]["eval/exact_match"]]
@@ -90,14 +100,14 @@ def time_curve(store: str, label: str, rates: dict[str, float]) -> None:
               + ", ".join(f"{t} {round(times[t])}" for t in sorted(times, key=times.get)))
         for k in range(1, round(budget / 180) + 1):
             count = sum(seconds <= 180 * k for seconds in times.values())
-            predicted = sum(1 - (1 - rates[t]) ** k for t in run)
+            predicted = sum(chance_at(rates[t], k) for t in run)
             print(f"  by {180 * k} s: {count + len(sure)} of {len(run) + len(sure)} "
                   f"(constant rates predict {predicted + len(sure):.1f})")
     curves = [lowest_losses(record) for run in screen.values() for record in run.values() if not exact(record)]
     if curves:
         marks = (100, 200, 400, 600, 10**9)
         print(f"{len(curves)} misses, median lowest loss near step " + ", ".join(map(str, marks[:-1])) + " and the "
-              "last: " + ", ".join(f"{statistics.median(lowest_near(c, step) for c in curves):.2f}" for step in marks)
+              "last: " + ", ".join(f"{value:.2f}" for value in median_lowest(curves, marks))
               + f"; median steps {statistics.median(len(c) for c in curves)}")
 
 
@@ -119,11 +129,10 @@ def compare_screen(store: str, label: str, baseline: dict[tuple[str, int], dict[
     row_summary(label, [pair[0] for pair in pairs])
     row_summary("adc-polish", [pair[1] for pair in pairs])
     missed = [pair for pair in pairs if not exact(pair[0]) and not exact(pair[1])]
-    ends = [statistics.median(lowest_near(lowest_losses(pair[i]), 10**9) for pair in missed) for i in (0, 1)]
+    ends = [median_lowest([lowest_losses(pair[i]) for pair in missed], (10**9,))[0] for i in (0, 1)]
     print(f"{len(missed)} runs both miss: lowest loss of the last ten steps, median {ends[0]:.2f} "
           f"against {ends[1]:.2f}")
-    curves = [lowest_losses(pair[1]) for pair in missed]
-    medians = [statistics.median(lowest_near(curve, step) for curve in curves) for step in (50, 100, 150, 10**9)]
+    medians = median_lowest([lowest_losses(pair[1]) for pair in missed], (50, 100, 150, 10**9))
     print("adc-polish on those runs, median lowest loss near step 50, 100, 150 and the last: "
           + ", ".join(f"{value:.2f}" for value in medians))
 
@@ -133,16 +142,22 @@ runs = list(baseline.values())
 targets = sorted({target for run in runs for target in run})
 rates = {target: hits(runs, target) / len(runs) for target in targets}
 print(f"{len(runs)} runs: " + ", ".join(f"{label} seed {seed}" for label, seed in sorted(baseline)))
-if len(sys.argv) == 4 and sys.argv[1] in ("--screen", "--curve"):
-    (compare_screen if sys.argv[1] == "--screen" else time_curve)(sys.argv[2], sys.argv[3], *(
-        (baseline, rates) if sys.argv[1] == "--screen" else (rates,)))
+if len(sys.argv) == 4 and sys.argv[1] == "--screen":
+    compare_screen(sys.argv[2], sys.argv[3], baseline, rates)
+    sys.exit()
+if len(sys.argv) == 4 and sys.argv[1] == "--curve":
+    time_curve(sys.argv[2], sys.argv[3], rates)
     sys.exit()
 for target in targets:
     seconds = sorted(round(run[target]["result"]["wall_time_s"]) for run in runs if exact(run.get(target)))
     print(f"{target}: {round(rates[target] * len(runs))} of {len(runs)}, seconds to success {seconds}")
 for k in (1, 2, 4):
-    print(f"expected targets a run at {k}x the budget: {sum(1 - (1 - p) ** k for p in rates.values()):.1f}")
+    print(f"expected targets a run at {k}x the budget: {sum(chance_at(p, k) for p in rates.values()):.1f}")
 if len(sys.argv) == 3:
+    known = sorted({label for label, _ in baseline})
+    for label in sys.argv[1:]:
+        if label not in known:
+            sys.exit(f"hit_rates.py: no row labelled {label!r} among the baseline rows {known}")
     a, b = ({key[1]: run for key, run in baseline.items() if key[0] == label} for label in sys.argv[1:])
     shared = [(a[seed][t]["result"], b[seed][t]["result"]) for seed in a.keys() & b.keys() for t in a[seed]
               if exact(a[seed][t]) and exact(b[seed].get(t))]
