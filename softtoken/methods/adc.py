@@ -76,6 +76,11 @@ class ADCConfig:
     # with the highest mean loss over those steps restarts from the lowest-loss prompt's current point, with
     # its momentum cleared (so the copy leaves along its own path under momentum 0.99). 0: off.
     share_every: int = 0  # steps between shares, >= 0
+    # Pruning (issue 12): start many prompts, then spend the steps on the promising ones. Every `prune_every`
+    # steps the batch keeps its ceil(B / 2) lowest-loss prompts (with their momentum, and the lr scaled so that
+    # each keeps its own step) until `prune_to` are left; a smaller batch makes cheaper steps. 0: off.
+    prune_every: int = 0  # steps between halvings, >= 0
+    prune_to: int = 1  # the batch size at which pruning stops, in [1, batch_size]
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -91,12 +96,15 @@ class ADCConfig:
             raise ValueError(f"ADCConfig.momentum must be in [0, 1), got {self.momentum}")
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
-        for name in ("support_samples", "polish_width", "polish_wrong", "round_samples", "round_wrong", "share_every"):
+        for name in ("support_samples", "polish_width", "polish_wrong", "round_samples", "round_wrong", "share_every",
+                     "prune_every"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"ADCConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.target_starts <= self.batch_size:
             raise ValueError(f"ADCConfig.target_starts must be in [0, batch_size={self.batch_size}], "
                              f"got {self.target_starts}")
+        if not 1 <= self.prune_to <= self.batch_size:
+            raise ValueError(f"ADCConfig.prune_to must be in [1, batch_size={self.batch_size}], got {self.prune_to}")
         if not 0 < self.target_mass <= 1:
             raise ValueError(f"ADCConfig.target_mass must be in (0, 1], got {self.target_mass}")
         choices = {"compute_dtype": COMPUTE_DTYPES, "loss": tuple(sorted(TOKEN_LOSSES)), "loss_reduction": REDUCTIONS}
@@ -206,11 +214,14 @@ class ADC(ConfiguredMethod):
                      "relax/support_mean": support.float().mean().item(),
                      **({"relax/polished": float(polished)} if cfg.polish_width else {}),
                      **({"relax/rounded": float(rounded_any.sum())} if cfg.round_samples else {}),
-                     **({"relax/shared": float(shared)} if cfg.share_every else {})})
+                     **({"relax/shared": float(shared)} if cfg.share_every else {}),
+                     **({"relax/batch": float(relaxed.shape[0])} if cfg.prune_every else {})})
             if hits.any():
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
                 run.evaluate_many(self._decoded(run, objective, best_prompt, relaxed.detach()[best]))
+            if cfg.prune_every and step % cfg.prune_every == 0 and relaxed.shape[0] > cfg.prune_to:
+                relaxed, optimizer, window_loss = self._halve(optimizer, relaxed, losses.detach(), window_loss)
         return run.result(self.name, cfg, final=best_prompt, objective=objective)
 
     def _polish_choice(self, losses: torch.Tensor, eligible: torch.Tensor, best: int) -> int | None:
@@ -274,6 +285,23 @@ class ADC(ConfiguredMethod):
             relaxed[worst] = relaxed[best]
         ADC._clear_momentum(optimizer, relaxed, worst)
         return True
+
+    def _halve(self, optimizer: torch.optim.SGD, relaxed: torch.Tensor, losses: torch.Tensor,
+               window_loss: torch.Tensor) -> tuple[torch.Tensor, torch.optim.SGD, torch.Tensor]:
+        """Keep the max(ceil(B / 2), prune_to) lowest-loss prompts of relaxed (B, L, V) (losses (B,) from this
+        step), in their order, with their momentum and share window. The loss is the batch's mean, so a kept
+        prompt's gradient grows by B / K: the lr shrinks by K / B and the momentum (a sum of gradients) grows
+        by B / K, and each kept prompt's path stays the one it had (an optimiser owns its parameter, so the
+        kept rows are a new leaf under a new SGD)."""
+        count = max((losses.numel() + 1) // 2, self.config.prune_to)
+        keep = losses.argsort()[:count].sort().values  # (K,)
+        kept = relaxed.detach()[keep].clone().requires_grad_(True)  # (K, L, V)
+        scale = losses.numel() / count
+        fresh = torch.optim.SGD([kept], lr=optimizer.param_groups[0]["lr"] / scale, momentum=self.config.momentum)
+        momentum = optimizer.state[relaxed].get("momentum_buffer")
+        if momentum is not None:
+            fresh.state[kept]["momentum_buffer"] = momentum[keep] * scale
+        return kept, fresh, window_loss[keep]
 
     def _round(self, run: RunHarness, objective: TargetCE, relaxed: torch.Tensor, eligible: torch.Tensor,
                polish_wrong: int) -> tuple[torch.Tensor, torch.Tensor]:
