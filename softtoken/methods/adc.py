@@ -15,7 +15,8 @@ With `polish_width`, a discrete lowest-loss prompt with few wrong target tokens 
 gradient already taken: its best-scoring single swap replaces it when that lowers the loss. With
 `round_samples`, relaxed prompts near the target also have discrete prompts drawn from their rows, and a draw
 within `polish_wrong` wrong tokens replaces its prompt for the polish (off: it lost on the natural set). With
-`share_every`, the prompt with the worst recent losses periodically restarts from the best prompt's point.
+`share_every`, the prompt with the worst recent losses periodically restarts from the best prompt's point. With
+`prune_every`, the batch keeps its lowest-loss half every that many steps, down to `prune_to` prompts.
 
     problem = Problem(lm=lm, target_ids=tuple(lm.encode(" Paris.")), prompt_length=4, seed=0)
     result = ADC(adc_default()).run(problem, Budget(steps=500))
