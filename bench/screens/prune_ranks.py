@@ -56,10 +56,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    lm, samples = as_softlm(None), {target.id: target for target in load_targets(args.targets).targets}
+    samples = {target.id: target for target in load_targets(args.targets).targets}
     unknown = [name for name in args.ids if name not in samples]
     if unknown:
         raise SystemExit(f"unknown target ids {unknown}; the set has {sorted(samples)}")
+    lm = as_softlm(None)
     for name in args.ids:
         problem = Problem(lm=lm, target_ids=samples[name].ids, prompt_length=10, seed=args.seed)
         losses, hit = recorded_losses(problem, args.steps)  # (S, 8)

@@ -42,10 +42,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    lm = as_softlm(None)
     targets = {target.id: target for target in load_targets(args.targets).targets}
     if args.target_id not in targets:
         raise SystemExit(f"unknown target id {args.target_id!r}; the set has {sorted(targets)}")
+    lm = as_softlm(None)
     context, objective = ObjectiveContext(target_ids=targets[args.target_id].ids), TargetCE()
     for std in STDS:
         logits = initial_logits((BATCH, LENGTH, lm.prompt_vocab_size), std=std,
