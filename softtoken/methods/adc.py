@@ -298,7 +298,8 @@ class ADC(ConfiguredMethod):
         keep = losses.argsort()[:count].sort().values  # (K,)
         kept = relaxed.detach()[keep].clone().requires_grad_(True)  # (K, L, V)
         scale = losses.numel() / count
-        fresh = torch.optim.SGD([kept], lr=optimizer.param_groups[0]["lr"] / scale, momentum=self.config.momentum)
+        group = optimizer.param_groups[0]
+        fresh = torch.optim.SGD([kept], lr=group["lr"] / scale, momentum=group["momentum"])
         momentum = optimizer.state[relaxed].get("momentum_buffer")
         if momentum is not None:
             fresh.state[kept]["momentum_buffer"] = momentum[keep] * scale
