@@ -19,6 +19,7 @@ import torch
 from softtoken.lm.cache import cache_kwargs, returned_cache
 from softtoken.lm.frame import Frame
 from softtoken.lm.loading import LoadedModel, freeze, load_model, resolve_compute_dtype, resolve_dtype
+from softtoken.lm.mixture import mix
 from softtoken.lm.vocab import prompt_vocabulary
 
 # feed(logits (B, V_out), step, hidden (B, D) | None) -> next input embeddings (B, 1, D)
@@ -148,7 +149,8 @@ class SoftLM:
 
     # ----------------------------------------------------------------- embeddings
     def embed_probs(self, probs: torch.Tensor) -> torch.Tensor:
-        """probs (B, L, V) over the prompt vocabulary -> embeddings (B, L, D) in the model dtype.
+        """probs (B, L, V) over the prompt vocabulary -> embeddings (B, L, D) in the model dtype (sparse rows are
+        gathered, `mixture.mix`).
 
         Under `compute("bfloat16")` the mixture uses a cached bf16 copy of the prompt rows instead of
         letting autocast re-cast all V x D of them on every call."""
@@ -156,8 +158,8 @@ class SoftLM:
             dtype = torch.get_autocast_dtype(self.device.type)
             if dtype not in self._low_precision_rows:
                 self._low_precision_rows[dtype] = self.prompt_matrix.to(dtype)
-            return (probs.to(dtype) @ self._low_precision_rows[dtype]).to(self.dtype)
-        return (probs.float() @ self.prompt_matrix).to(self.dtype)
+            return mix(probs, self._low_precision_rows[dtype]).to(self.dtype)
+        return mix(probs.float(), self.prompt_matrix).to(self.dtype)
 
     def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids (..., L) in the model vocabulary -> embeddings (..., L, D)."""
