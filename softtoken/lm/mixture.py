@@ -1,7 +1,7 @@
 """A relaxed prompt's embeddings, probs @ rows, read sparsely when every row holds few tokens.
 
 ADC's rows hold at most a few tokens after its first step, so the dense (B*L, V) @ (V, D) product is almost all
-multiplications by zero: about 5 % of ADC's step on one CPU thread (docs/benchmarks.md §6). The forward then
+multiplications by zero: gathering saves 3-7 % of ADC's loss pass on one CPU thread (docs/benchmarks.md §6). The forward then
 gathers each row's nonzero entries instead. The backward stays dense: the gradient of every vocabulary entry is
 what lets a new token into a row."""
 
@@ -17,7 +17,8 @@ class _SparseMixture(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, probs: torch.Tensor, rows: torch.Tensor, width: int) -> torch.Tensor:
-        values, index = probs.topk(width, dim=-1)  # (..., k): every nonzero entry, then zeros
+        index = probs.abs().topk(width, dim=-1).indices  # (..., k): every nonzero entry (any sign), then zeros
+        values = probs.gather(-1, index)  # (..., k)
         ctx.save_for_backward(rows)
         ctx.probs_dtype = probs.dtype
         return (values.to(rows.dtype).unsqueeze(-2) @ rows[index]).squeeze(-2)  # (..., 1, k) @ (..., k, D)

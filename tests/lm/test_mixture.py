@@ -37,6 +37,14 @@ def test_sparse_rows_give_the_dense_product_and_its_dense_gradient(width, monkey
     assert (grad != 0).all()  # every entry gets its gradient, not only the row's tokens
 
 
+def test_negative_entries_are_gathered_too():
+    rows = torch.randn(40, 4, generator=torch.Generator().manual_seed(6))
+    weights = torch.zeros(2, 40)
+    weights[0, [3, 9]] = torch.tensor([0.5, -0.25])
+    weights[1, 17] = 1.0
+    torch.testing.assert_close(mix(weights, rows), weights @ rows)
+
+
 def test_one_hot_rows_read_exactly_their_token_rows():
     rows = torch.randn(50, 4, generator=torch.Generator().manual_seed(3))
     ids = torch.tensor([[7, 0, 49], [3, 3, 12]])
