@@ -124,7 +124,7 @@ def test_natural_bench_specs_read_the_openings_file_line_by_line():
         assert (cfg.num_samples, cfg.prompt_length, cfg.output_length) == (20, length, length)
         assert spec.model is None and spec.prompt_length == length and spec.budget.seconds == seconds
         assert [m.label for m in spec.methods] == rows[name]
-        assert spec.seeds == ((1, 2, 3) if name == "natural-seeds.yaml" else (0,))
+        assert spec.seeds == ((1, 2, 3, 4) if name == "natural-seeds.yaml" else (0,))
     assert len(_prompt_lines(OPENINGS.read_text())) >= 24
 
 
