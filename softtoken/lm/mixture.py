@@ -1,9 +1,9 @@
 """A relaxed prompt's embeddings, probs @ rows, read sparsely when every row holds few tokens.
 
 ADC's rows hold at most a few tokens after its first step, so the dense (B*L, V) @ (V, D) product is almost all
-multiplications by zero: gathering saves 3-7 % of ADC's loss pass on one CPU thread (docs/benchmarks.md §6). The forward then
-gathers each row's nonzero entries instead. The backward stays dense: the gradient of every vocabulary entry is
-what lets a new token into a row."""
+multiplications by zero. The forward then gathers each row's nonzero entries instead, which saves 3-8 % of ADC's
+loss pass on one CPU thread (docs/benchmarks.md §6). The backward stays dense: the gradient of every vocabulary
+entry is what lets a new token into a row."""
 
 from __future__ import annotations
 
