@@ -196,17 +196,30 @@ class SoftLM:
         """
         return self._target_pass(prompt_embeds, target_ids, self._prefix_past(prompt_embeds.shape[0]))
 
-    def _target_pass(self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor, past: Any) -> torch.Tensor:
-        """[prompt ; frame suffix ; y_1..y_{T-1}] after `past` (or nothing) -> the last T logits (B, T, V_out)."""
+    def teacher_forced_and_prompt_logits(
+        self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`teacher_forced_logits` (B, T, V_out), and from the same pass the logits after each prompt position
+        but the last (B, L-1, V_out): what the model predicts for the prompt's own next token (its fluency)."""
+        width = prompt_embeds.shape[1] - 1
+        logits = self._target_pass(prompt_embeds, target_ids, self._prefix_past(prompt_embeds.shape[0]),
+                                   leading=width)  # (B, L-1+T, V_out)
+        return logits[:, width:], logits[:, :width]
+
+    def _target_pass(self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor, past: Any,
+                     leading: int = 0) -> torch.Tensor:
+        """[prompt ; frame suffix ; y_1..y_{T-1}] after `past` (or nothing) -> the last T logits (B, T, V_out),
+        after the logits of the first `leading` input positions when that is > 0 (B, leading + T, V_out)."""
         steps = int(target_ids.numel())
         target_embeds = self.embed_ids(target_ids[:-1].to(self.device)).unsqueeze(0)  # (1, T-1, D)
         inputs = self._in_frame(prompt_embeds, target_embeds)
         length = inputs.shape[1]
-        keep = torch.arange(length - steps, length, device=inputs.device)
+        keep = torch.cat([torch.arange(leading, device=inputs.device),
+                          torch.arange(length - steps, length, device=inputs.device)])
         self.tokens.add(inputs)
         out = self.active_model(inputs_embeds=inputs, use_cache=past is not None, logits_to_keep=keep,
                                 **cache_kwargs(self.active_model, past))
-        return out.logits.float()  # (B, T, V_out)
+        return out.logits.float()  # (B, leading + T, V_out)
 
     def _in_frame(self, prompt_embeds: torch.Tensor, tail: torch.Tensor | None = None) -> torch.Tensor:
         """[prompt (B, L, D) ; the frame's suffix ; tail (1, n, D)] -> (B, L + S + n, D)."""

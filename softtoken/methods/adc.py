@@ -32,11 +32,12 @@ import torch.nn.functional as F
 
 from softtoken.configcheck import check_types
 from softtoken.lm.loading import COMPUTE_DTYPES
+from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.candidates import sample_candidates, score_candidates
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
 from softtoken.methods.starts import target_rotations
-from softtoken.objectives import TargetCE
+from softtoken.objectives import ObjectiveContext, TargetCE
 from softtoken.objectives.target import REDUCTIONS, TOKEN_LOSSES
 from softtoken.relax import initial_logits
 
@@ -82,6 +83,10 @@ class ADCConfig:
     # each keeps its own step) until `prune_to` are left; a smaller batch makes cheaper steps. 0: off.
     prune_every: int = 0  # steps between halvings, >= 0
     prune_to: int = 1  # the batch size at which pruning stops, in [1, batch_size]
+    # A fluency prior (issue 12): the natural targets continue natural openings, so the gradient step also lowers
+    # the prompt's own expected NLL under the model, weighted by this (read from the loss pass's forward: the LM
+    # head at L-1 more positions). Only the gradient sees it; losses, the polish and the judge stay the target's.
+    fluency_weight: float = 0.0  # >= 0; 0: off
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -95,6 +100,8 @@ class ADCConfig:
                 raise ValueError(f"ADCConfig.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"ADCConfig.momentum must be in [0, 1), got {self.momentum}")
+        if not self.fluency_weight >= 0:
+            raise ValueError(f"ADCConfig.fluency_weight must be >= 0, got {self.fluency_weight}")
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
         for name in ("support_samples", "polish_width", "polish_wrong", "round_samples", "round_wrong", "share_every",
@@ -180,10 +187,11 @@ class ADC(ConfiguredMethod):
         window_loss = torch.zeros(cfg.batch_size, device=lm.device)  # (B,) summed since the last share
         for step in run.steps():
             with lm.compute(cfg.compute_dtype, compiled=cfg.compile_model):
-                losses, predictions = objective.loss_and_predictions(lm, relaxed, run.context)  # (B,), (B, T)
+                losses, predictions, fluency = self._losses(objective, lm, relaxed, run.context)  # (B,), (B, T), (B,)
             loss = losses.mean()
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"ADC loss is {loss.item()} at step {step}; lower learning_rate")
+            descended = loss if fluency is None else loss + cfg.fluency_weight * fluency.mean()
+            if not torch.isfinite(descended):
+                raise NonFiniteLossError(f"ADC loss is {descended.item()} at step {step}; lower learning_rate")
             # Before the update: the prompts this forward saw, and which of them were discrete.
             prompts, discrete = relaxed.detach().argmax(-1), is_one_hot(relaxed.detach())  # (B, L), (B,)
             hits = discrete & (predictions == target).all(-1)  # (B,)
@@ -194,7 +202,7 @@ class ADC(ConfiguredMethod):
             rounded_any = (rounded >= 0).all(-1)  # (B,)
             handed = (rounded_any & ~round_hits).nonzero().flatten()  # (K,) near misses for the polish
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            descended.backward()
             optimizer.step()
             support = support_size(wrong, int(target.numel()), cfg.support_max)  # (B,)
             with torch.no_grad():
@@ -213,6 +221,7 @@ class ADC(ConfiguredMethod):
                 hits = hits | self._polish(run, objective, optimizer, relaxed, chosen, prompts, losses[chosen].item())
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
                      "relax/support_mean": support.float().mean().item(),
+                     **({"loss/fluency": fluency.mean().item()} if fluency is not None else {}),
                      **({"relax/polished": float(polished)} if cfg.polish_width else {}),
                      **({"relax/rounded": float(rounded_any.sum())} if cfg.round_samples else {}),
                      **({"relax/shared": float(shared)} if cfg.share_every else {}),
@@ -224,6 +233,14 @@ class ADC(ConfiguredMethod):
             if cfg.prune_every and step % cfg.prune_every == 0 and relaxed.shape[0] > cfg.prune_to:
                 relaxed, optimizer, window_loss = self._halve(optimizer, relaxed, losses.detach(), window_loss)
         return run.result(self.name, cfg, final=best_prompt, objective=objective)
+
+    def _losses(self, objective: TargetCE, lm: SoftLM, relaxed: torch.Tensor,
+                context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The target loss (B,) and predictions (B, T) of relaxed (B, L, V), and its fluency (B,) when the
+        config weights it (None otherwise: the preset's pass keeps the LM head at the target only)."""
+        if not self.config.fluency_weight:
+            return (*objective.loss_and_predictions(lm, relaxed, context), None)
+        return objective.loss_predictions_and_fluency(lm, relaxed, context)
 
     def _polish_choice(self, losses: torch.Tensor, eligible: torch.Tensor, best: int) -> int | None:
         """The prompt to polish this step, of losses (B,) and eligible (B,) (discrete, few wrong tokens): the

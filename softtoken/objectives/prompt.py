@@ -27,9 +27,14 @@ class Fluency(Objective):
         if probs.shape[1] < 2:
             raise ValueError(f"objective {self.label!r} needs a prompt of >= 2 tokens, got {probs.shape[1]}")
         logits = lm.sequence_logits(lm.embed_probs(probs))  # (B, L, V_out)
-        log_q = torch.log_softmax(logits, dim=-1)[..., lm.allowed_ids]  # (B, L, V) on the prompt vocabulary
-        token_nll = -(probs[:, 1:].float() * log_q[:, :-1]).sum(-1)  # (B, L-1)
-        return token_nll.mean(-1)
+        return prompt_nll(lm, probs, logits[:, :-1])
+
+
+def prompt_nll(lm: SoftLM, probs: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Fluency's loss (B,) of prompts probs (B, L, V) from the logits after their first L-1 positions
+    (B, L-1, V_out): the mean over i of the expected NLL of row i+1 under the model's prediction at i."""
+    log_q = torch.log_softmax(logits, dim=-1)[..., lm.allowed_ids]  # (B, L-1, V) on the prompt vocabulary
+    return -(probs[:, 1:].float() * log_q).sum(-1).mean(-1)
 
 
 @register_objective("entropy")

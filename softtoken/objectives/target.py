@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from softtoken.lm.frame import Frame, FramedTarget
 from softtoken.lm.softlm import Feedback, SoftLM
 from softtoken.objectives.base import Objective, ObjectiveContext, register_objective
+from softtoken.objectives.prompt import prompt_nll
 from softtoken.relax import HiddenStateTemperature, Temperature, gumbel_noise, relax
 
 FEEDBACKS: tuple[str, ...] = ("greedy", "relaxed")
@@ -165,6 +166,15 @@ class TargetCE(_NeedsTarget):
         target = torch.tensor(self.target(context), device=lm.device)  # (T,)
         logits = self.in_frame(lm).teacher_forced_logits(embeds, target)  # (B, T, V_out)
         return self.reduce(logits, target), logits.detach().argmax(-1)
+
+    def loss_predictions_and_fluency(
+        self, lm: SoftLM, probs: torch.Tensor, context: ObjectiveContext
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`loss_and_predictions` of prompts probs (B, L, V), and from the same pass their fluency (B,)
+        (`prompt_nll`): the prompt's own likelihood costs only the LM head at L-1 more positions."""
+        target = torch.tensor(self.target(context), device=lm.device)  # (T,)
+        logits, prompt_logits = self.in_frame(lm).teacher_forced_and_prompt_logits(lm.embed_probs(probs), target)
+        return self.reduce(logits, target), logits.detach().argmax(-1), prompt_nll(lm, probs, prompt_logits)
 
 
 @register_objective("target_free")

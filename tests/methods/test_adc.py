@@ -7,7 +7,7 @@ from softtoken.methods import ADC, PRESETS, ADCConfig, Budget, Problem, get_pres
 from softtoken.methods import adc as adc_module
 from softtoken.lm.softlm import has_cxx_compiler
 from softtoken.methods.adc import is_one_hot, project_top_s, support_size
-from softtoken.objectives import TargetCE
+from softtoken.objectives import Fluency, TargetCE
 from softtoken.objectives.base import ObjectiveContext
 
 
@@ -55,6 +55,21 @@ def test_adc_first_step_is_the_loss_of_the_dense_random_start(tiny_lm, loss, red
     objective = TargetCE(token_loss=loss, reduction=reduction)
     losses = objective.loss(tiny_lm, torch.softmax(logits, dim=-1), ObjectiveContext(target_ids=(7, 8, 9)))
     assert result.history["loss/target"][0] == pytest.approx(losses.mean().item(), rel=1e-5)
+
+
+def test_adc_fluency_weight_adds_the_prompts_fluency_to_the_gradient_only(tiny_lm):
+    # Two steps from the same start: the first step's target loss is the same, its gradient is that of
+    # target + w * fluency, so the second step's target loss differs; the logged fluency is the objective's.
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=5)
+    plain = ADC(ADCConfig(batch_size=2, eval_every=1000)).run(problem, Budget(steps=2))
+    fluent = ADC(ADCConfig(batch_size=2, eval_every=1000, fluency_weight=0.5)).run(problem, Budget(steps=2))
+    assert fluent.history["loss/target"][0] == pytest.approx(plain.history["loss/target"][0], rel=1e-6)
+    assert fluent.history["loss/target"][1] != pytest.approx(plain.history["loss/target"][1], rel=1e-4)
+    start = torch.softmax(torch.randn((2, 3, tiny_lm.prompt_vocab_size), generator=torch.Generator().manual_seed(5)),
+                          dim=-1)
+    expected = Fluency().loss(tiny_lm, start, ObjectiveContext(target_ids=(7, 8, 9))).mean().item()
+    assert fluent.history["loss/fluency"][0] == pytest.approx(expected, rel=1e-5)
+    assert "loss/fluency" not in plain.history
 
 
 def test_adc_target_starts_mix_the_lowest_loss_rotations_into_the_first_prompts(tiny_lm):
@@ -176,6 +191,7 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("loss", "hinge"), ("loss_reduction", "max"), ("round_samples", -1), ("round_samples", "4"), ("round_wrong", -1),
     ("share_every", -1), ("share_every", 2.0), ("compile_model", "false"), ("prune_every", -1),
     ("prune_every", "2"), ("prune_to", 0), ("prune_to", 5), ("prune_to", 2.0),
+    ("fluency_weight", -0.1), ("fluency_weight", float("nan")), ("fluency_weight", "0.1"),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from softtoken.lm.frame import Frame
 from softtoken.objectives import (
     OBJECTIVES,
     AllowedTokens,
@@ -80,6 +81,22 @@ def test_fluency_on_one_hot_prompt_equals_shifted_nll_of_ids(tiny_lm, tiny_model
     expected = F.cross_entropy(logits[0, :-1], prompt[0, 1:])
     torch.testing.assert_close(Fluency().loss(tiny_lm, one_hot(tiny_lm, prompt), CONTEXT), expected.reshape(1),
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("frame", [None, Frame(prefix_ids=(3, 4), suffix_ids=(5,))])
+def test_target_pass_fluency_equals_the_separate_objectives_and_their_gradients(tiny_lm, frame):
+    # One forward gives the target loss and the prompt's fluency; each equals its own objective's pass.
+    lm = tiny_lm if frame is None else tiny_lm.framed(frame)
+    leaf = random_probs(lm, batch=3, length=5).requires_grad_(True)
+    target, predictions, fluency = TargetCE().loss_predictions_and_fluency(lm, leaf, CONTEXT)
+    expected_target, expected_predictions = TargetCE().loss_and_predictions(lm, leaf, CONTEXT)
+    expected_fluency = Fluency().loss(lm, leaf, CONTEXT)
+    torch.testing.assert_close(target, expected_target, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fluency, expected_fluency, rtol=1e-5, atol=1e-6)
+    assert torch.equal(predictions, expected_predictions)
+    grad, = torch.autograd.grad((target + 0.3 * fluency).sum(), leaf)
+    expected_grad, = torch.autograd.grad((expected_target + 0.3 * expected_fluency).sum(), leaf)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-6)
 
 
 def test_fluency_rejects_single_token_prompt(tiny_lm):
