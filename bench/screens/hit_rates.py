@@ -67,15 +67,20 @@ def median_lowest(curves: list[list[float]], steps: tuple[int, ...]) -> list[flo
     return [statistics.median(lowest_near(curve, step) for curve in curves) for step in steps]
 
 
+def median_or_none(values: list[float]) -> float | None:
+    """The median, or None for no values (a row that inverts everything has no misses)."""
+    return statistics.median(values) if values else None
+
+
 def row_summary(name: str, records: list[Record]) -> None:
     results = [record["result"] for record in records]
     misses = [result for result in results if not result["metrics"]["eval/exact_match"]]
     wins = [result for result in results if result["metrics"]["eval/exact_match"]]
+    seconds, tokens = median_or_none([r["wall_time_s"] for r in wins]), median_or_none([r["forward_tokens"] for r in wins])
     print(f"{name}: {len(wins)} of {len(results)}, mean LCS "
           f"{statistics.mean(r['metrics']['eval/lcs_ratio'] for r in results):.2f}, median steps of a miss "
-          f"{statistics.median(r['steps_run'] for r in misses)}, successes: median "
-          f"{statistics.median(r['wall_time_s'] for r in wins):.1f} s and "
-          f"{statistics.median(r['forward_tokens'] for r in wins):.0f} forward tokens, "
+          f"{median_or_none([r['steps_run'] for r in misses])}, successes: median "
+          f"{seconds if seconds is None else round(seconds, 1)} s and {tokens} forward tokens, "
           f"{sum(r['metrics']['eval/roundtrip_exact'] for r in wins)} paste")
 
 
@@ -129,6 +134,9 @@ def compare_screen(store: str, label: str, baseline: dict[tuple[str, int], dict[
     row_summary(label, [pair[0] for pair in pairs])
     row_summary("adc-polish", [pair[1] for pair in pairs])
     missed = [pair for pair in pairs if not exact(pair[0]) and not exact(pair[1])]
+    if not missed:
+        print("no run that both miss")
+        return
     ends = [median_lowest([lowest_losses(pair[i]) for pair in missed], (10**9,))[0] for i in (0, 1)]
     print(f"{len(missed)} runs both miss: lowest loss of the last ten steps, median {ends[0]:.2f} "
           f"against {ends[1]:.2f}")
