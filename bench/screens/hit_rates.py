@@ -12,6 +12,8 @@ run inverts counted as inverted), against the constant-rate prediction, and the 
 Usage: python bench/screens/hit_rates.py [A_LABEL B_LABEL]
        python bench/screens/hit_rates.py --screen STORE LABEL   (e.g. bench/results/screen-levers-17 adc-polish-b2)
        python bench/screens/hit_rates.py --curve STORE LABEL    (e.g. bench/results/screen-budget-720 adc-polish-720s)
+       python bench/screens/hit_rates.py --versus STORE LABEL OTHER  (a screen row against a row of the baseline
+                                                                     stores, e.g. gcg-fast, on the screen's runs)
 Reads bench/results/natural (adc-s10-polish counts as adc-polish) and bench/results/natural-seeds.
 """
 
@@ -145,6 +147,26 @@ def compare_screen(store: str, label: str, baseline: dict[tuple[str, int], dict[
           + ", ".join(f"{value:.2f}" for value in medians))
 
 
+def versus(store: str, label: str, other: str) -> None:
+    """A screen row against any row of the baseline stores (`gcg-fast` too) on the (target, seed) runs of the
+    screen: successes per seed, and the medians of seconds and forward tokens on the runs both invert."""
+    screen = screen_runs(store, label)
+    rows = read_records({baseline_store: (other, "adc-s10-polish") for baseline_store in ROWS})
+    theirs = {seed: run for (name, seed), run in rows.items() if name == other}
+    shared = [(screen[seed][t]["result"], theirs[seed][t]["result"]) for seed in screen.keys() & theirs.keys()
+              for t in screen[seed] if exact(screen[seed][t]) and exact(theirs[seed].get(t))]
+    for seed in sorted(screen.keys() & theirs.keys()):
+        print(f"seed {seed}, {len(screen[seed])} targets: {sum(map(exact, screen[seed].values()))} against "
+              f"{sum(exact(theirs[seed].get(t)) for t in screen[seed])}")
+    if not shared:
+        sys.exit(f"hit_rates.py: no run that both {label!r} and {other!r} invert")
+    seconds = [statistics.median(pair[i]["wall_time_s"] for pair in shared) for i in (0, 1)]
+    tokens = [statistics.median(pair[i]["forward_tokens"] for pair in shared) for i in (0, 1)]
+    print(f"{len(shared)} runs both invert: median s {seconds[0]:.1f} against {seconds[1]:.1f} "
+          f"({seconds[0] / seconds[1]:.2f}x), forward tokens {tokens[0]:.0f} against {tokens[1]:.0f} "
+          f"({tokens[0] / tokens[1]:.2f}x)")
+
+
 baseline = read_records(ROWS)
 runs = list(baseline.values())
 targets = sorted({target for run in runs for target in run})
@@ -152,6 +174,9 @@ rates = {target: hits(runs, target) / len(runs) for target in targets}
 print(f"{len(runs)} runs: " + ", ".join(f"{label} seed {seed}" for label, seed in sorted(baseline)))
 if len(sys.argv) == 4 and sys.argv[1] == "--screen":
     compare_screen(sys.argv[2], sys.argv[3], baseline, rates)
+    sys.exit()
+if len(sys.argv) == 5 and sys.argv[1] == "--versus":
+    versus(*sys.argv[2:])
     sys.exit()
 if len(sys.argv) == 4 and sys.argv[1] == "--curve":
     time_curve(sys.argv[2], sys.argv[3], rates)
