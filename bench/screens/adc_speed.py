@@ -1,7 +1,8 @@
 """What ADC's step costs and what would make it cheaper (issue 12, docs/benchmarks.md §6), on one thread:
 
 1. the passes, mean seconds over --repeats after a warm-up: the loss's forward + backward of four relaxed
-   10-token prompts on a 10-token target, eager and with torch.compile'd decoder layers; the embedding mixture
+   10-token prompts on a 10-token target, eager and with torch.compile'd decoder layers, and eager with the
+   prompt's fluency from the same forward (`fluency_weight`); the embedding mixture
    alone; an update and projection of the four prompts; the judge's greedy decoding of one prompt and of four
    prompts in one batch; and a teacher-forced pass of one prompt;
 2. whole `adc-polish` runs of --steps steps on natural_15 (which no run inverts, so every run makes all its
@@ -41,6 +42,13 @@ def loss_pass(compiled: bool) -> None:
     relaxed.grad = None
 
 
+def fluent_loss_pass() -> None:
+    """`loss_pass` with the prompt's fluency read from the same forward (`fluency_weight`, screens 22-23)."""
+    losses, _, fluency = objective.loss_predictions_and_fluency(lm, relaxed, context)
+    (losses + 0.05 * fluency).mean().backward()
+    relaxed.grad = None
+
+
 def mixture_pass() -> None:
     lm.embed_probs(relaxed).sum().backward()
     relaxed.grad = None
@@ -59,6 +67,7 @@ def teacher_forced_check() -> None:
 passes = {
     "loss forward + backward, 4 relaxed prompts, eager": lambda: loss_pass(False),
     "loss forward + backward, 4 relaxed prompts, compiled": lambda: loss_pass(True),
+    "loss forward + backward with the prompt's fluency, eager": fluent_loss_pass,
     "of which the embedding mixture, forward + backward": mixture_pass,
     "a random step (drawn here) and the top-3 projection": update_and_projection,
     "judge: greedy decoding of 1 prompt": lambda: lm.greedy_generate(lm.to_model_ids(prompts[:1]), len(target)),
