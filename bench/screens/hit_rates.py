@@ -78,7 +78,8 @@ def row_summary(name: str, records: list[Record]) -> None:
     results = [record["result"] for record in records]
     misses = [result for result in results if not result["metrics"]["eval/exact_match"]]
     wins = [result for result in results if result["metrics"]["eval/exact_match"]]
-    seconds, tokens = median_or_none([r["wall_time_s"] for r in wins]), median_or_none([r["forward_tokens"] for r in wins])
+    seconds = median_or_none([r["wall_time_s"] for r in wins])
+    tokens = median_or_none([r["forward_tokens"] for r in wins])
     print(f"{name}: {len(wins)} of {len(results)}, mean LCS "
           f"{statistics.mean(r['metrics']['eval/lcs_ratio'] for r in results):.2f}, median steps of a miss "
           f"{median_or_none([r['steps_run'] for r in misses])}, successes: median "

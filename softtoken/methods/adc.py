@@ -87,6 +87,8 @@ class ADCConfig:
     # the prompt's own expected NLL under the model, weighted by this (read from the loss pass's forward: the LM
     # head at L-1 more positions). Only the gradient sees it; losses, the polish and the judge stay the target's.
     fluency_weight: float = 0.0  # >= 0; 0: off
+    fluency_prompts: int | None = None  # how many of the B prompts (the first) carry the prior, in [0, B]; None: all.
+    # A batch of mixed priors: the prior changes which targets a run reaches, not how many (screen 23).
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -102,6 +104,9 @@ class ADCConfig:
             raise ValueError(f"ADCConfig.momentum must be in [0, 1), got {self.momentum}")
         if not self.fluency_weight >= 0:
             raise ValueError(f"ADCConfig.fluency_weight must be >= 0, got {self.fluency_weight}")
+        if self.fluency_prompts is not None and not 0 <= self.fluency_prompts <= self.batch_size:
+            raise ValueError(f"ADCConfig.fluency_prompts must be in [0, batch_size={self.batch_size}] or None, "
+                             f"got {self.fluency_prompts}")
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
         for name in ("support_samples", "polish_width", "polish_wrong", "round_samples", "round_wrong", "share_every",
@@ -185,11 +190,12 @@ class ADC(ConfiguredMethod):
         optimizer = torch.optim.SGD([relaxed], lr=cfg.learning_rate, momentum=cfg.momentum)
         best_prompt = relaxed[0].detach().argmax(-1)  # (L,)
         window_loss = torch.zeros(cfg.batch_size, device=lm.device)  # (B,) summed since the last share
+        prior = self._prior_weights(lm.device)  # (B,) each prompt's fluency weight
         for step in run.steps():
             with lm.compute(cfg.compute_dtype, compiled=cfg.compile_model):
                 losses, predictions, fluency = self._losses(objective, lm, relaxed, run.context)  # (B,), (B, T), (B,)
             loss = losses.mean()
-            descended = loss if fluency is None else loss + cfg.fluency_weight * fluency.mean()
+            descended = loss if fluency is None else loss + (prior * fluency).mean()
             if not torch.isfinite(descended):
                 raise NonFiniteLossError(f"ADC loss is {descended.item()} at step {step}; lower learning_rate")
             # Before the update: the prompts this forward saw, and which of them were discrete.
@@ -231,14 +237,15 @@ class ADC(ConfiguredMethod):
             elif step % cfg.eval_every == 0 or step == run.max_steps:
                 run.evaluate_many(self._decoded(run, objective, best_prompt, relaxed.detach()[best]))
             if cfg.prune_every and step % cfg.prune_every == 0 and relaxed.shape[0] > cfg.prune_to:
-                relaxed, optimizer, window_loss = self._halve(optimizer, relaxed, losses.detach(), window_loss)
+                relaxed, optimizer, keep = self._halve(optimizer, relaxed, losses.detach())
+                window_loss, prior = window_loss[keep], prior[keep]
         return run.result(self.name, cfg, final=best_prompt, objective=objective)
 
     def _losses(self, objective: TargetCE, lm: SoftLM, relaxed: torch.Tensor,
                 context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The target loss (B,) and predictions (B, T) of relaxed (B, L, V), and its fluency (B,) when the
         config weights it (None otherwise: the preset's pass keeps the LM head at the target only)."""
-        if not self.config.fluency_weight:
+        if not self.config.fluency_weight or self.config.fluency_prompts == 0:
             return (*objective.loss_and_predictions(lm, relaxed, context), None)
         return objective.loss_predictions_and_fluency(lm, relaxed, context)
 
@@ -304,10 +311,17 @@ class ADC(ConfiguredMethod):
         ADC._clear_momentum(optimizer, relaxed, worst)
         return True
 
-    def _halve(self, optimizer: torch.optim.SGD, relaxed: torch.Tensor, losses: torch.Tensor,
-               window_loss: torch.Tensor) -> tuple[torch.Tensor, torch.optim.SGD, torch.Tensor]:
+    def _prior_weights(self, device: torch.device) -> torch.Tensor:
+        """(B,): `fluency_weight` for the first `fluency_prompts` prompts (all with None), 0 for the rest."""
+        cfg = self.config
+        count = cfg.batch_size if cfg.fluency_prompts is None else cfg.fluency_prompts
+        return torch.where(torch.arange(cfg.batch_size, device=device) < count, cfg.fluency_weight, 0.0)
+
+    def _halve(self, optimizer: torch.optim.SGD, relaxed: torch.Tensor,
+               losses: torch.Tensor) -> tuple[torch.Tensor, torch.optim.SGD, torch.Tensor]:
         """Keep the max(ceil(B / 2), prune_to) lowest-loss prompts of relaxed (B, L, V) (losses (B,) from this
-        step), in their order, with their momentum and share window. The loss is the batch's mean, so a kept
+        step), in their order, with their momentum; returns them, their optimiser and which were kept (K,), for
+        the caller's per-prompt state (share window, prior). The loss is the batch's mean, so a kept
         prompt's gradient grows by B / K: the lr shrinks by K / B and the momentum (a sum of gradients) grows
         by B / K, and each kept prompt's path stays the one it had (an optimiser owns its parameter, so the
         kept rows are a new leaf under a new SGD)."""
@@ -320,7 +334,7 @@ class ADC(ConfiguredMethod):
         momentum = optimizer.state[relaxed].get("momentum_buffer")
         if momentum is not None:
             fresh.state[kept]["momentum_buffer"] = momentum[keep] * scale
-        return kept, fresh, window_loss[keep]
+        return kept, fresh, keep
 
     def _round(self, run: RunHarness, objective: TargetCE, relaxed: torch.Tensor, eligible: torch.Tensor,
                polish_wrong: int) -> tuple[torch.Tensor, torch.Tensor]:

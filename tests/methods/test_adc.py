@@ -72,6 +72,26 @@ def test_adc_fluency_weight_adds_the_prompts_fluency_to_the_gradient_only(tiny_l
     assert "loss/fluency" not in plain.history
 
 
+def test_adc_fluency_prompts_weight_the_prior_on_the_first_prompts_only(tiny_lm, monkeypatch):
+    # With the prior on the first of two prompts, that prompt's path is the all-prior run's and the second's is
+    # the plain run's: a prompt's step depends only on its own loss (the batch loss is a mean of per-prompt terms).
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=5)
+    base = ADCConfig(batch_size=2, eval_every=1000, fluency_weight=0.5)
+    rows = {}
+    for name, config in {"plain": dataclasses.replace(base, fluency_weight=0.0), "all": base,
+                         "first": dataclasses.replace(base, fluency_prompts=1)}.items():
+        method = ADC(config)
+        assert method._prior_weights(torch.device("cpu")).tolist() == {"plain": [0.0, 0.0], "all": [0.5, 0.5],
+                                                                         "first": [0.5, 0.0]}[name]
+        captured = []
+        monkeypatch.setattr(adc_module, "project_top_s",
+                            lambda x, support: captured.append(x.detach().clone()) or project_top_s(x, support))
+        method.run(problem, Budget(steps=1))
+        rows[name] = captured[0]  # (2, L, V): the step before its projection
+    assert torch.allclose(rows["first"][0], rows["all"][0]) and torch.allclose(rows["first"][1], rows["plain"][1])
+    assert not torch.allclose(rows["all"][1], rows["plain"][1])
+
+
 def test_adc_target_starts_mix_the_lowest_loss_rotations_into_the_first_prompts(tiny_lm):
     target, length, vocab = (7, 8, 9), 4, tiny_lm.prompt_vocab_size
     problem = Problem(lm=tiny_lm, target_ids=target, prompt_length=length, seed=5)
@@ -191,7 +211,8 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("loss", "hinge"), ("loss_reduction", "max"), ("round_samples", -1), ("round_samples", "4"), ("round_wrong", -1),
     ("share_every", -1), ("share_every", 2.0), ("compile_model", "false"), ("prune_every", -1),
     ("prune_every", "2"), ("prune_to", 0), ("prune_to", 5), ("prune_to", 2.0),
-    ("fluency_weight", -0.1), ("fluency_weight", float("nan")), ("fluency_weight", "0.1"),
+    ("fluency_weight", -0.1), ("fluency_weight", float("nan")), ("fluency_weight", "0.1"), ("fluency_prompts", 5),
+    ("fluency_prompts", -1), ("fluency_prompts", 1.0),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
@@ -457,9 +478,9 @@ def test_adc_halving_keeps_the_lowest_loss_prompts_in_order_with_their_momentum_
     before, momentum = relaxed.detach().clone(), optimizer.state[relaxed]["momentum_buffer"].clone()
     method = ADC(ADCConfig(batch_size=4, momentum=0.9, prune_every=1, prune_to=prune_to))
     losses, window = torch.tensor([0.2, 0.9, 0.1, 0.5]), torch.tensor([1.0, 2.0, 3.0, 4.0])
-    smaller, fresh, window = method._halve(optimizer, relaxed, losses, window)
+    smaller, fresh, keep = method._halve(optimizer, relaxed, losses)
     assert smaller.is_leaf and smaller.requires_grad and fresh.param_groups[0]["params"] == [smaller]
-    assert torch.equal(smaller.detach(), before[kept]) and window.tolist() == [1.0 + k for k in kept]
+    assert torch.equal(smaller.detach(), before[kept]) and keep.tolist() == kept
     # the loss is the batch's mean, so each kept prompt's gradient grows by 4 / K: the momentum buffer (a sum of
     # gradients) grows with it and the lr shrinks, and lr * buffer, each prompt's step, is what it was
     assert torch.allclose(fresh.state[smaller]["momentum_buffer"], momentum[kept] * 4 / len(kept))
