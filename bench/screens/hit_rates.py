@@ -12,8 +12,9 @@ run inverts counted as inverted), against the constant-rate prediction, and the 
 Usage: python bench/screens/hit_rates.py [A_LABEL B_LABEL]
        python bench/screens/hit_rates.py --screen STORE LABEL   (e.g. bench/results/screen-levers-17 adc-polish-b2)
        python bench/screens/hit_rates.py --curve STORE LABEL    (e.g. bench/results/screen-budget-720 adc-polish-720s)
-       python bench/screens/hit_rates.py --versus STORE LABEL OTHER  (a screen row against a row of the baseline
-                                                                     stores, e.g. gcg-fast, on the screen's runs)
+       python bench/screens/hit_rates.py --versus STORE LABEL OTHER [SEEDS]  (a screen row against a row of the
+           baseline stores, e.g. gcg-fast, on the screen's runs; STORE `baseline`: LABEL from those stores too;
+           SEEDS, e.g. 0,1,2,3: only those seeds)
 Reads bench/results/natural (adc-s10-polish counts as adc-polish) and bench/results/natural-seeds.
 """
 
@@ -148,12 +149,16 @@ def compare_screen(store: str, label: str, baseline: dict[tuple[str, int], dict[
           + ", ".join(f"{value:.2f}" for value in medians))
 
 
-def versus(store: str, label: str, other: str) -> None:
+def versus(store: str, label: str, other: str, seeds: str | None = None) -> None:
     """A screen row against any row of the baseline stores (`gcg-fast` too) on the (target, seed) runs of the
-    screen: successes per seed, and the medians of seconds and forward tokens on the runs both invert."""
-    screen = screen_runs(store, label)
-    rows = read_records({baseline_store: (other, "adc-s10-polish") for baseline_store in ROWS})
+    screen: successes per seed, and the medians of seconds and forward tokens on the runs both invert. The store
+    `baseline` reads `label` from the baseline stores too; `seeds` ("0,1,2") keeps only those seeds."""
+    rows = read_records({baseline_store: (label, other, "adc-s10-polish") for baseline_store in ROWS})
     theirs = {seed: run for (name, seed), run in rows.items() if name == other}
+    screen = ({seed: run for (name, seed), run in rows.items() if name == label} if store == "baseline"
+              else screen_runs(store, label))
+    if seeds is not None:
+        screen = {seed: run for seed, run in screen.items() if seed in {int(s) for s in seeds.split(",")}}
     shared = [(screen[seed][t]["result"], theirs[seed][t]["result"]) for seed in screen.keys() & theirs.keys()
               for t in screen[seed] if exact(screen[seed][t]) and exact(theirs[seed].get(t))]
     for seed in sorted(screen.keys() & theirs.keys()):
@@ -176,7 +181,7 @@ print(f"{len(runs)} runs: " + ", ".join(f"{label} seed {seed}" for label, seed i
 if len(sys.argv) == 4 and sys.argv[1] == "--screen":
     compare_screen(sys.argv[2], sys.argv[3], baseline, rates)
     sys.exit()
-if len(sys.argv) == 5 and sys.argv[1] == "--versus":
+if len(sys.argv) in (5, 6) and sys.argv[1] == "--versus":
     versus(*sys.argv[2:])
     sys.exit()
 if len(sys.argv) == 4 and sys.argv[1] == "--curve":
