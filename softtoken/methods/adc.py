@@ -178,6 +178,9 @@ class ADC(ConfiguredMethod):
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Optimise X until exact match or the budget; return the best discrete prompt judged."""
+        if self._prior_weights(torch.device("cpu")).any() and problem.prompt_length < 2:
+            raise ValueError(f"ADCConfig.fluency_weight needs a prompt of >= 2 tokens (the first token has no "
+                             f"prediction to score), got prompt_length={problem.prompt_length}")
         cfg, lm, run = self.config, problem.lm, self.harness(problem, budget, tracker)
         objective = TargetCE(token_loss=cfg.loss, reduction=cfg.loss_reduction)
         target = run.context.target_tensor(lm.device)  # (T,)

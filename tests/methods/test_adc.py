@@ -72,6 +72,13 @@ def test_adc_fluency_weight_adds_the_prompts_fluency_to_the_gradient_only(tiny_l
     assert "loss/fluency" not in plain.history
 
 
+def test_adc_fluency_on_a_one_token_prompt_is_refused_before_any_step(tiny_lm):
+    problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=1, seed=0)
+    with pytest.raises(ValueError, match=r"fluency_weight needs a prompt of >= 2 tokens .*got prompt_length=1"):
+        ADC(ADCConfig(fluency_weight=0.1)).run(problem, Budget(steps=1))
+    assert ADC(ADCConfig(fluency_weight=0.1, fluency_prompts=0)).run(problem, Budget(steps=1)).steps_run == 1
+
+
 def test_adc_fluency_prompts_weight_the_prior_on_the_first_prompts_only(tiny_lm, monkeypatch):
     # With the prior on the first of two prompts, that prompt's path is the all-prior run's and the second's is
     # the plain run's: a prompt's step depends only on its own loss (the batch loss is a mean of per-prompt terms).
