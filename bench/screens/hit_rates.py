@@ -70,21 +70,20 @@ def median_lowest(curves: list[list[float]], steps: tuple[int, ...]) -> list[flo
     return [statistics.median(lowest_near(curve, step) for curve in curves) for step in steps]
 
 
-def median_or_none(values: list[float]) -> float | None:
-    """The median, or None for no values (a row that inverts everything has no misses)."""
-    return statistics.median(values) if values else None
+def median_text(values: list[float], digits: int) -> str:
+    """The median rounded to `digits`, or "none" for no values (a row that inverts everything has no misses)."""
+    return f"{statistics.median(values):.{digits}f}" if values else "none"
 
 
 def row_summary(name: str, records: list[Record]) -> None:
     results = [record["result"] for record in records]
     misses = [result for result in results if not result["metrics"]["eval/exact_match"]]
     wins = [result for result in results if result["metrics"]["eval/exact_match"]]
-    seconds = median_or_none([r["wall_time_s"] for r in wins])
-    tokens = median_or_none([r["forward_tokens"] for r in wins])
     print(f"{name}: {len(wins)} of {len(results)}, mean LCS "
           f"{statistics.mean(r['metrics']['eval/lcs_ratio'] for r in results):.2f}, median steps of a miss "
-          f"{median_or_none([r['steps_run'] for r in misses])}, successes: median "
-          f"{seconds if seconds is None else round(seconds, 1)} s and {tokens} forward tokens, "
+          f"{median_text([r['steps_run'] for r in misses], 1)}, successes: median "
+          f"{median_text([r['wall_time_s'] for r in wins], 1)} s and "
+          f"{median_text([r['forward_tokens'] for r in wins], 0)} forward tokens, "
           f"{sum(r['metrics']['eval/roundtrip_exact'] for r in wins)} paste")
 
 
@@ -128,8 +127,9 @@ def compare_screen(store: str, label: str, baseline: dict[tuple[str, int], dict[
     targets = sorted({target for run in screen.values() for target in run})
     print(f"{label} against adc-polish, seeds {sorted(screen)} (a seed's run may still be going)")
     for target in targets:
+        seconds = [round(run[target]["result"]["wall_time_s"]) for run in screen.values() if exact(run.get(target))]
         print(f"{target}: {hits(list(screen.values()), target)} of {len(screen)} "
-              f"(adc-polish {hits(list(preset.values()), target)} of {len(preset)})")
+              f"(adc-polish {hits(list(preset.values()), target)} of {len(preset)}), seconds to success {seconds}")
     for seed in sorted(screen):
         print(f"seed {seed}: {sum(map(exact, screen[seed].values()))} against "
               f"{sum(exact(preset[seed].get(t)) for t in screen[seed])}")
@@ -158,6 +158,8 @@ def versus(store: str, label: str, other: str, seeds: str | None = None) -> None
     screen = ({seed: run for (name, seed), run in rows.items() if name == label} if store == "baseline"
               else screen_runs(store, label))
     if seeds is not None:
+        if not all(part.strip().isdigit() for part in seeds.split(",")):
+            sys.exit(f"hit_rates.py: SEEDS must be seeds separated by commas, such as 0,1,2; got {seeds!r}")
         screen = {seed: run for seed, run in screen.items() if seed in {int(s) for s in seeds.split(",")}}
     shared = [(screen[seed][t]["result"], theirs[seed][t]["result"]) for seed in screen.keys() & theirs.keys()
               for t in screen[seed] if exact(screen[seed][t]) and exact(theirs[seed].get(t))]

@@ -125,6 +125,11 @@ class ADCConfig:
             if getattr(self, name) not in valid:
                 raise ValueError(f"ADCConfig.{name} must be one of {valid}, got {getattr(self, name)!r}")
 
+    @property
+    def fluency_on(self) -> bool:
+        """Whether some prompt carries the fluency prior (a positive weight on at least one prompt)."""
+        return self.fluency_weight > 0 and self.fluency_prompts != 0
+
     def polish_wrong_for(self, target_length: int) -> int:
         """`polish_wrong`, or with None the largest wrong count w at which support_size gives one-hot rows."""
         if self.polish_wrong is not None:
@@ -178,7 +183,7 @@ class ADC(ConfiguredMethod):
 
     def run(self, problem: Problem, budget: Budget | None = None, tracker: Tracker | None = None) -> Result:
         """Optimise X until exact match or the budget; return the best discrete prompt judged."""
-        if self._prior_weights(torch.device("cpu")).any() and problem.prompt_length < 2:
+        if self.config.fluency_on and problem.prompt_length < 2:
             raise ValueError(f"ADCConfig.fluency_weight needs a prompt of >= 2 tokens (the first token has no "
                              f"prediction to score), got prompt_length={problem.prompt_length}")
         cfg, lm, run = self.config, problem.lm, self.harness(problem, budget, tracker)
@@ -248,7 +253,7 @@ class ADC(ConfiguredMethod):
                 context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The target loss (B,) and predictions (B, T) of relaxed (B, L, V), and its fluency (B,) when the
         config weights it (None otherwise: the preset's pass keeps the LM head at the target only)."""
-        if not self.config.fluency_weight or self.config.fluency_prompts == 0:
+        if not self.config.fluency_on:
             return (*objective.loss_and_predictions(lm, relaxed, context), None)
         return objective.loss_predictions_and_fluency(lm, relaxed, context)
 
