@@ -89,6 +89,11 @@ class ADCConfig:
     fluency_weight: float = 0.0  # >= 0; 0: off
     fluency_prompts: int | None = None  # how many of the B prompts (the first) carry the prior, in [0, B]; None: all.
     # A batch of mixed priors: the prior changes which targets a run reaches, not how many (screen 23).
+    # Balanced rows (issue 12): a prompt's last positions take gradients several times its others' (a 60 s run's
+    # median row norms, relative to the largest, run 0.15-0.3 on most positions), so under one lr some positions
+    # barely move. With this on, each row's gradient is rescaled to its prompt's mean row norm before the step:
+    # every position moves at one rate, and a prompt's step keeps its size. Per-row top-k (the polish) is unchanged.
+    balance_rows: bool = False
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -163,6 +168,13 @@ def project_top_s(x: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     return torch.where(mass > 0, kept / mass.clamp_min(torch.finfo(x.dtype).tiny), one_hot)
 
 
+def balance_rows_(grad: torch.Tensor) -> None:
+    """Rescale in place each row of grad (B, L, V) to its prompt's mean row norm: directions kept, every row of a
+    prompt the same length, the prompt's summed row norms unchanged. A zero row stays zero."""
+    norms = grad.norm(dim=-1, keepdim=True)  # (B, L, 1)
+    grad.mul_(norms.mean(1, keepdim=True) / norms.clamp_min(torch.finfo(grad.dtype).tiny))
+
+
 def draw_discrete(rows: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
     """`count` discrete prompts drawn from the rows (L, V) of one relaxed prompt (token ~ row at each
     position), duplicates dropped: (M, L), M <= count, sorted."""
@@ -217,6 +229,8 @@ class ADC(ConfiguredMethod):
             handed = (rounded_any & ~round_hits).nonzero().flatten()  # (K,) near misses for the polish
             optimizer.zero_grad(set_to_none=True)
             descended.backward()
+            if cfg.balance_rows:
+                balance_rows_(relaxed.grad)
             optimizer.step()
             support = support_size(wrong, int(target.numel()), cfg.support_max)  # (B,)
             with torch.no_grad():
