@@ -15,6 +15,8 @@ Usage: python bench/screens/hit_rates.py [A_LABEL B_LABEL]
        python bench/screens/hit_rates.py --versus STORE LABEL OTHER [SEEDS]  (a screen row against a row of the
            baseline stores, e.g. gcg-fast, on the screen's runs; STORE `baseline`: LABEL from those stores too;
            SEEDS, e.g. 0,1,2,3: only those seeds)
+       python bench/screens/hit_rates.py --portfolio LABEL OTHER  (a 180 s budget split: LABEL's first x s, then
+           OTHER's first 180 - x s, from the baseline stores, e.g. adc-polish gcg-fast)
 Reads bench/results/natural (adc-s10-polish counts as adc-polish) and bench/results/natural-seeds.
 """
 
@@ -175,6 +177,29 @@ def versus(store: str, label: str, other: str, seeds: str | None = None) -> None
           f"({tokens[0] / tokens[1]:.2f}x)")
 
 
+def seconds_to_success(record: Record | None, budget: float) -> float:
+    """A run's seconds to success; a success judged just past the budget (the last judge) counts at the budget;
+    inf for a miss."""
+    return min(record["result"]["wall_time_s"], budget) if exact(record) else float("inf")
+
+
+def portfolio(label: str, other: str, budget: float = 180.0) -> None:
+    """A budget split between two rows of the baseline stores, from their runs: `label` for its first x s, then
+    `other` for the rest, per seed both ran. A row's first x s are its run at an x s budget (the budget only stops
+    a run), so a target falls when either part reaches it in its share; the second model load is not counted."""
+    rows = read_records({store: (label, other, "adc-s10-polish") for store in ROWS})
+    first, second = ({seed: run for (name, seed), run in rows.items() if name == row} for row in (label, other))
+    seeds = sorted(first.keys() & second.keys())
+    if not seeds:
+        sys.exit(f"hit_rates.py: no seed that both {label!r} and {other!r} ran in the baseline stores")
+    print(f"{label} for x s, then {other} for {budget:.0f} - x s; seeds {seeds}")
+    for share in range(0, int(budget) + 1, 15):
+        counts = [sum(seconds_to_success(first[seed].get(t), budget) <= share
+                      or seconds_to_success(second[seed].get(t), budget) <= budget - share
+                      for t in first[seed].keys() | second[seed].keys()) for seed in seeds]
+        print(f"x = {share:3d} s: {counts}, mean {statistics.mean(counts):.1f}")
+
+
 baseline = read_records(ROWS)
 runs = list(baseline.values())
 targets = sorted({target for run in runs for target in run})
@@ -185,6 +210,9 @@ if len(sys.argv) == 4 and sys.argv[1] == "--screen":
     sys.exit()
 if len(sys.argv) in (5, 6) and sys.argv[1] == "--versus":
     versus(*sys.argv[2:])
+    sys.exit()
+if len(sys.argv) == 4 and sys.argv[1] == "--portfolio":
+    portfolio(*sys.argv[2:])
     sys.exit()
 if len(sys.argv) == 4 and sys.argv[1] == "--curve":
     time_curve(sys.argv[2], sys.argv[3], rates)
