@@ -13,12 +13,11 @@ Usage: python bench/screens/prune_ranks.py bench/results/screen-budget-720/targe
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 
 import torch
+from stored_targets import targets_args  # bench/screens/stored_targets.py, next to this script
 
-from softtoken.data.targets import load_targets
 from softtoken.lm.softlm import as_softlm
 from softtoken.methods.adc import ADC, adc_polish
 from softtoken.methods.base import Budget, Problem
@@ -48,21 +47,10 @@ def recorded_losses(problem: Problem, steps: int) -> tuple[torch.Tensor, int | N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("targets")
-    parser.add_argument("ids", nargs="+")
-    parser.add_argument("--steps", type=int, default=160)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    samples = {target.id: target for target in load_targets(args.targets).targets}
-    unknown = [name for name in args.ids if name not in samples]
-    if unknown:
-        raise SystemExit(f"unknown target ids {unknown}; the set has {sorted(samples)}")
+    args, samples = targets_args(__doc__, steps=160)
     lm = as_softlm(None)
-    for name in args.ids:
-        problem = Problem(lm=lm, target_ids=samples[name].ids, prompt_length=10, seed=args.seed)
+    for name, target in samples.items():
+        problem = Problem(lm=lm, target_ids=target.ids, prompt_length=10, seed=args.seed)
         losses, hit = recorded_losses(problem, args.steps)  # (S, 8)
         winner = int(losses[-1].argmin()) if hit else int(losses[-20:].mean(0).argmin())
         checkpoints = [k for k in CHECKPOINTS if k <= len(losses)]

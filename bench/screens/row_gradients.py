@@ -4,22 +4,19 @@ prompt's rows by its largest, and prints per position the median of that ratio o
 first step (the dense start) and for later windows. A position at 0.2 moves a fifth as fast as the leading one
 under one lr; `ADCConfig.balance_rows` evens that out.
 
-Usage: python bench/screens/row_gradients.py [--steps 80] [--seed 0] [--threads 1] [IDS ...]
-       (IDS default: natural_05 natural_15; read from bench/results/screen-budget-720/targets.json)
+Usage: python bench/screens/row_gradients.py bench/results/screen-budget-720/targets.json natural_05 natural_15
+       [--steps 80] [--seed 0] [--threads 1]
 """
 
 from __future__ import annotations
 
-import argparse
-
 import torch
+from stored_targets import targets_args  # bench/screens/stored_targets.py, next to this script
 
-from softtoken.data.targets import load_targets
 from softtoken.lm.softlm import as_softlm
 from softtoken.methods.adc import ADC, adc_polish
 from softtoken.methods.base import Budget, Problem
 
-TARGETS = "bench/results/screen-budget-720/targets.json"
 WINDOWS = ((0, 1), (1, 10), (10, 40), (40, None))
 
 
@@ -40,20 +37,10 @@ def recorded_row_norms(problem: Problem, steps: int) -> tuple[torch.Tensor, bool
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("ids", nargs="*", default=["natural_05", "natural_15"])
-    parser.add_argument("--steps", type=int, default=80)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    samples = {target.id: target for target in load_targets(TARGETS).targets}
-    unknown = [name for name in args.ids if name not in samples]
-    if unknown:
-        raise SystemExit(f"unknown target ids {unknown}; the set has {sorted(samples)}")
+    args, samples = targets_args(__doc__, steps=80)
     lm = as_softlm(None)
-    for name in args.ids:
-        problem = Problem(lm=lm, target_ids=samples[name].ids, prompt_length=10, seed=args.seed)
+    for name, target in samples.items():
+        problem = Problem(lm=lm, target_ids=target.ids, prompt_length=10, seed=args.seed)
         norms, exact = recorded_row_norms(problem, args.steps)  # (S, B, L)
         relative = norms / norms.amax(-1, keepdim=True)  # (S, B, L)
         print(f"{name} seed {args.seed}: {len(norms)} steps, {'inverted' if exact else 'not inverted'}")
