@@ -15,8 +15,9 @@ Usage: python bench/screens/hit_rates.py [A_LABEL B_LABEL]
        python bench/screens/hit_rates.py --versus STORE LABEL OTHER [SEEDS]  (a screen row against a row of the
            baseline stores, e.g. gcg-fast, on the screen's runs; STORE `baseline`: LABEL from those stores too;
            SEEDS, e.g. 0,1,2,3: only those seeds)
-       python bench/screens/hit_rates.py --portfolio LABEL OTHER  (a 180 s budget split: LABEL's first x s, then
-           OTHER's first 180 - x s, from the baseline stores, e.g. adc-polish gcg-fast)
+       python bench/screens/hit_rates.py --portfolio LABEL OTHER [STORE]  (a 180 s budget split: LABEL's first x s,
+           then OTHER's first 180 - x s, e.g. adc-polish gcg-fast; LABEL from the baseline stores, OTHER too or,
+           given STORE, from that screen's store)
 Reads bench/results/natural (adc-s10-polish counts as adc-polish) and bench/results/natural-seeds.
 """
 
@@ -183,20 +184,23 @@ def seconds_to_success(record: Record | None, budget: float) -> float:
     return min(record["result"]["wall_time_s"], budget) if exact(record) else float("inf")
 
 
-def portfolio(label: str, other: str, budget: float = 180.0) -> None:
-    """A budget split between two rows of the baseline stores, from their runs: `label` for its first x s, then
-    `other` for the rest, per seed both ran. A row's first x s are its run at an x s budget (the budget only stops
-    a run), so a target falls when either part reaches it in its share; the second model load is not counted."""
-    rows = read_records({store: (label, other, "adc-s10-polish") for store in ROWS})
-    first, second = ({seed: run for (name, seed), run in rows.items() if name == row} for row in (label, other))
+def portfolio(label: str, other: str, store: str | None = None, budget: float = 180.0) -> None:
+    """A budget split between two rows, from their runs: `label` (a baseline row) for its first x s, then `other`
+    (a baseline row, or a row of the screen `store`) for the rest, per seed both ran. A row's first x s are its
+    run at an x s budget (the budget only stops a run), so a target falls when either part reaches it in its
+    share; the second model load is not counted. Only the targets both rows ran are counted."""
+    rows = read_records({baseline_store: (label, other, "adc-s10-polish") for baseline_store in ROWS})
+    first = {seed: run for (name, seed), run in rows.items() if name == label}
+    second = (screen_runs(store, other) if store is not None
+              else {seed: run for (name, seed), run in rows.items() if name == other})
     seeds = sorted(first.keys() & second.keys())
     if not seeds:
-        sys.exit(f"hit_rates.py: no seed that both {label!r} and {other!r} ran in the baseline stores")
+        sys.exit(f"hit_rates.py: no seed that both {label!r} and {other!r} ran")
     print(f"{label} for x s, then {other} for {budget:.0f} - x s; seeds {seeds}")
     for share in range(0, int(budget) + 1, 15):
         counts = [sum(seconds_to_success(first[seed].get(t), budget) <= share
                       or seconds_to_success(second[seed].get(t), budget) <= budget - share
-                      for t in first[seed].keys() | second[seed].keys()) for seed in seeds]
+                      for t in first[seed].keys() & second[seed].keys()) for seed in seeds]
         print(f"x = {share:3d} s: {counts}, mean {statistics.mean(counts):.1f}")
 
 
@@ -211,7 +215,7 @@ if len(sys.argv) == 4 and sys.argv[1] == "--screen":
 if len(sys.argv) in (5, 6) and sys.argv[1] == "--versus":
     versus(*sys.argv[2:])
     sys.exit()
-if len(sys.argv) == 4 and sys.argv[1] == "--portfolio":
+if len(sys.argv) in (4, 5) and sys.argv[1] == "--portfolio":
     portfolio(*sys.argv[2:])
     sys.exit()
 if len(sys.argv) == 4 and sys.argv[1] == "--curve":
