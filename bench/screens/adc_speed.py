@@ -6,7 +6,8 @@
    alone; an update and projection of the four prompts; the judge's greedy decoding of one prompt and of four
    prompts in one batch; and a teacher-forced pass of one prompt;
 2. whole `adc-polish` runs of --steps steps on natural_15 (which no run inverts, so every run makes all its
-   steps): the preset, `eval_every: 50`, `compile_model: true` and both (compiled in a 3-step run before), as
+   steps): the preset, `eval_every: 50`, `compile_model: true` and both (compiled in a 3-step run before), and
+   `balance_rows: true` (screen 25), as
    seconds per step, with whether each run's loss history equals the preset's (bitwise, or to 1e-4).
 
 Usage: python bench/screens/adc_speed.py [--threads 1] [--repeats 5] [--steps 60]
@@ -80,7 +81,8 @@ for name, fn in passes.items():
 
 variants = {"adc-polish": adc_polish(), "eval_every 50": replace(adc_polish(), eval_every=50),
             "compile_model": replace(adc_polish(), compile_model=True),
-            "both": replace(adc_polish(), eval_every=50, compile_model=True)}
+            "both": replace(adc_polish(), eval_every=50, compile_model=True),
+            "balance_rows": replace(adc_polish(), balance_rows=True)}
 problem = Problem(lm=lm, target_ids=target, prompt_length=10, seed=0)
 ADC(replace(adc_polish(), compile_model=True)).run(problem, Budget(steps=3))  # the compiles, before the clock
 reference = None
