@@ -89,10 +89,11 @@ class ADCConfig:
     fluency_weight: float = 0.0  # >= 0; 0: off
     fluency_prompts: int | None = None  # how many of the B prompts (the first) carry the prior, in [0, B]; None: all.
     # A batch of mixed priors: the prior changes which targets a run reaches, not how many (screen 23).
-    # Balanced rows (issue 12): a prompt's last positions take gradients several times its others' (a 60 s run's
-    # median row norms, relative to the largest, run 0.15-0.3 on most positions), so under one lr some positions
-    # barely move. With this on, each row's gradient is rescaled to its prompt's mean row norm before the step:
-    # every position moves at one rate, and a prompt's step keeps its size. Per-row top-k (the polish) is unchanged.
+    # Balanced rows (issue 12): one or two of a prompt's positions take gradients several times its others' (in
+    # `adc-polish` runs most rows' norms are 0.15-0.5 of the prompt's largest: bench/screens/row_gradients.py), so
+    # under one lr some positions barely move. With this on, each row's gradient is rescaled to its prompt's mean
+    # row norm before the step: every position moves at one rate, and a prompt's step keeps its size. Per-row
+    # top-k (the polish) is unchanged. Level on the natural set, but it reached natural_15 (screen 25).
     balance_rows: bool = False
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
