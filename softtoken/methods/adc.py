@@ -93,7 +93,8 @@ class ADCConfig:
     # `adc-polish` runs most rows' norms are 0.15-0.5 of the prompt's largest: bench/screens/row_gradients.py), so
     # under one lr some positions barely move. With this on, each row's gradient is rescaled to its prompt's mean
     # row norm before the step: every position moves at one rate, and a prompt's step keeps its size. Per-row
-    # top-k (the polish) is unchanged. Level on the natural set, but it reached natural_15 (screen 25).
+    # top-k (the polish) is unchanged. Negative against the preset run beside it, though it reached natural_15 once
+    # (screen 25).
     balance_rows: bool = False
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
@@ -171,7 +172,8 @@ def project_top_s(x: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
 
 def balance_rows_(grad: torch.Tensor) -> None:
     """Rescale in place each row of grad (B, L, V) to its prompt's mean row norm: directions kept, every row of a
-    prompt the same length, the prompt's summed row norms unchanged. A zero row stays zero."""
+    prompt the same length. A zero row stays zero (and counts in the mean), so without one the prompt's summed row
+    norms are unchanged."""
     norms = grad.norm(dim=-1, keepdim=True)  # (B, L, 1)
     grad.mul_(norms.mean(1, keepdim=True) / norms.clamp_min(torch.finfo(grad.dtype).tiny))
 
