@@ -44,6 +44,11 @@ def read_records(rows: dict[str, tuple[str, ...]]) -> dict[tuple[str, int], dict
     return records
 
 
+def row_of(rows: dict[tuple[str, int], dict[str, Record]], label: str) -> dict[int, dict[str, Record]]:
+    """seed -> target -> record of the row `label`, out of read_records' (label, seed) keys."""
+    return {seed: run for (name, seed), run in rows.items() if name == label}
+
+
 def exact(record: Record | None) -> bool:
     return record is not None and record["result"]["metrics"]["eval/exact_match"]
 
@@ -157,9 +162,8 @@ def versus(store: str, label: str, other: str, seeds: str | None = None) -> None
     screen: successes per seed, and the medians of seconds and forward tokens on the runs both invert. The store
     `baseline` reads `label` from the baseline stores too; `seeds` ("0,1,2") keeps only those seeds."""
     rows = read_records({baseline_store: (label, other, "adc-s10-polish") for baseline_store in ROWS})
-    theirs = {seed: run for (name, seed), run in rows.items() if name == other}
-    screen = ({seed: run for (name, seed), run in rows.items() if name == label} if store == "baseline"
-              else screen_runs(store, label))
+    theirs = row_of(rows, other)
+    screen = row_of(rows, label) if store == "baseline" else screen_runs(store, label)
     if seeds is not None:
         if not all(part.strip().isdigit() for part in seeds.split(",")):
             sys.exit(f"hit_rates.py: SEEDS must be seeds separated by commas, such as 0,1,2; got {seeds!r}")
@@ -190,9 +194,8 @@ def portfolio(label: str, other: str, store: str | None = None, budget: float = 
     run at an x s budget (the budget only stops a run), so a target falls when either part reaches it in its
     share; the second model load is not counted. Only the targets both rows ran are counted."""
     rows = read_records({baseline_store: (label, other, "adc-s10-polish") for baseline_store in ROWS})
-    first = {seed: run for (name, seed), run in rows.items() if name == label}
-    second = (screen_runs(store, other) if store is not None
-              else {seed: run for (name, seed), run in rows.items() if name == other})
+    first = row_of(rows, label)
+    second = screen_runs(store, other) if store is not None else row_of(rows, other)
     seeds = sorted(first.keys() & second.keys())
     if not seeds:
         sys.exit(f"hit_rates.py: no seed that both {label!r} and {other!r} ran")
@@ -231,7 +234,7 @@ if len(sys.argv) == 3:
     for label in sys.argv[1:]:
         if label not in known:
             sys.exit(f"hit_rates.py: no row labelled {label!r} among the baseline rows {known}")
-    a, b = ({key[1]: run for key, run in baseline.items() if key[0] == label} for label in sys.argv[1:])
+    a, b = (row_of(baseline, label) for label in sys.argv[1:])
     shared = [(a[seed][t]["result"], b[seed][t]["result"]) for seed in a.keys() & b.keys() for t in a[seed]
               if exact(a[seed][t]) and exact(b[seed].get(t))]
     seconds = [statistics.median(pair[i]["wall_time_s"] for pair in shared) for i in (0, 1)]
