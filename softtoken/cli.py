@@ -140,7 +140,8 @@ def invert(
     template: Optional[str] = typer.Option(None, help="Text around the prompt with exactly one {prompt}."),
     chat: bool = typer.Option(False, help="The prompt is the user message of the model's chat template."),
     system: Optional[str] = typer.Option(None, help="With --chat: the system message."),
-    allowed: Optional[str] = typer.Option(None, help="Prompt vocabulary: ascii, printable, words, decodable (no partial characters) or a word-list FILE."),
+    allowed: Optional[str] = typer.Option(None, help="Prompt vocabulary: ascii, printable, words, decodable (no "
+                                          "partial characters), first:N (ids below N) or a word-list FILE."),
     banned: list[str] = typer.Option([], help="A text whose tokens the prompt may not use (repeatable)."),
     out: Path = typer.Option(Path("runs/invert"), help="Directory for result.json (results.jsonl with --targets)."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),

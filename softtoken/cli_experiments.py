@@ -27,6 +27,16 @@ def _message(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def _seed_list(seeds: Optional[str]) -> Optional[list[int]]:
+    """`--seeds 0,2` as [0, 2]; a value that is not a comma-separated list of integers is a one-line error."""
+    if seeds is None:
+        return None
+    items = [item.strip() for item in seeds.split(",") if item.strip()]
+    if not items or not all(item.lstrip("-").isdigit() for item in items):
+        raise ValueError(f"--seeds must be comma-separated integers, e.g. 0,1; got {seeds!r}")
+    return [int(item) for item in items]
+
+
 def _backend(backend: str, workers: int, address: Optional[str], cpus_per_run: float, gpus_per_run: float,
              max_retries: int):
     from softtoken.experiments.backends import make_backend
@@ -170,6 +180,7 @@ def bench(
     steps: Optional[int] = typer.Option(None, help="Override the per-target step budget."),
     limit_targets: Optional[int] = typer.Option(None, help="Only the first N targets (reduced runs)."),
     methods: Optional[str] = typer.Option(None, help="Comma-separated labels to keep (reduced runs)."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds to keep (reduced runs)."),
     workers: int = typer.Option(1, help="Parallel runs; >1 shares the CPU and distorts wall-clock budgets."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
@@ -183,7 +194,7 @@ def bench(
     labels = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     try:
         spec = bench_spec(with_overrides(load_spec(spec_file), model=model), seconds=seconds, steps=steps,
-                          limit_targets=limit_targets, labels=labels)
+                          limit_targets=limit_targets, labels=labels, seeds=_seed_list(seeds))
         path = run_bench(spec, out, _backend("local", workers, None, 1.0, 0.0, 0), progress=not quiet)
         write_report(out)
     except USER_ERRORS as err:

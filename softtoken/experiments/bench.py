@@ -23,8 +23,11 @@ logger = logging.getLogger(__name__)
 
 
 def bench_spec(spec: SweepSpec, *, seconds: float | None = None, steps: int | None = None,
-               limit_targets: int | None = None, labels: list[str] | None = None) -> SweepSpec:
+               limit_targets: int | None = None, labels: list[str] | None = None,
+               seeds: list[int] | None = None) -> SweepSpec:
     """Apply command-line reductions and check that every method shares the spec's budget."""
+    if seeds:
+        spec = _only_seeds(spec, seeds)
     if labels:
         unknown = sorted(set(labels) - {m.label for m in spec.methods})
         if unknown:
@@ -42,6 +45,16 @@ def bench_spec(spec: SweepSpec, *, seconds: float | None = None, steps: int | No
     if limit_targets is not None:
         spec = replace(spec, dataset=replace(spec.dataset, limit=limit_targets))
     return spec
+
+
+def _only_seeds(spec: SweepSpec, seeds: list[int]) -> SweepSpec:
+    """The spec's runs with those seeds only (a long bench run seed by seed, its rows interleaved with another's)."""
+    own = {m.label: [s for s in (m.seeds or spec.seeds) if s in seeds] for m in spec.methods}
+    known = set(spec.seeds).union(*(m.seeds or () for m in spec.methods))
+    if not set(seeds) <= known:
+        raise SpecError([f"--seeds: unknown seed(s) {sorted(set(seeds) - known)}; the spec's seeds: {sorted(known)}"])
+    return replace(spec, seeds=tuple(s for s in spec.seeds if s in seeds) or spec.seeds,
+                   methods=tuple(replace(m, seeds=tuple(own[m.label])) for m in spec.methods if own[m.label]))
 
 
 def comparison_blocks(spec: SweepSpec, rows: list[RunRow], failed: int) -> list[tuple]:

@@ -130,7 +130,7 @@ class SweepSpec:
     device: str = "cpu"
     dtype: str = "float32"
     threads_per_run: int | None = None  # torch threads in each run; None: 1 in worker processes
-    allowed: str | None = None  # prompt vocabulary: a token class (ascii, printable, words, decodable) or word file
+    allowed: str | None = None  # prompt vocabulary: a token class (ascii, printable, words, decodable), first:N, a file
     banned: tuple[str, ...] = ()  # texts whose tokens leave the prompt vocabulary
 
     def __post_init__(self) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from softtoken.lm.token_classes import TOKEN_CLASSES
+from softtoken.lm.token_classes import TOKEN_CLASSES, first_ids_limit
 
 
 def special_token_ids(tokenizer) -> set[int]:
@@ -40,16 +40,20 @@ def _token_texts(tokenizer, ids: list[int]) -> list[str]:
 
 def allowed_token_ids(tokenizer, ids: list[int], allowed: str) -> list[int]:
     """The ids among `ids` of a token class (`ascii`, `printable`: ASCII without control characters,
-    `words`: letters only, `decodable`: no part of a multi-byte character) or, for any other value, listed
-    in the file `allowed` (one word a line; a token is allowed when its text, without one leading space, is
-    a listed word)."""
+    `words`: letters only, `decodable`: no part of a multi-byte character), below N (`first:N`) or, for any
+    other value, listed in the file `allowed` (one word a line; a token is allowed when its text, without one
+    leading space, is a listed word)."""
+    first = first_ids_limit(allowed)
+    if first is not None:
+        return [i for i in ids if i < first]
     texts = _token_texts(tokenizer, ids)
     if allowed in TOKEN_CLASSES:
         keep = TOKEN_CLASSES[allowed]
     else:
         path = Path(allowed)
         if not path.is_file():
-            raise ValueError(f"allowed must be one of {sorted(TOKEN_CLASSES)} or a word-list file, got {allowed!r}")
+            raise ValueError(f"allowed must be one of {sorted(TOKEN_CLASSES)}, first:N or a word-list file, "
+                             f"got {allowed!r}")
         words = {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
         if not words:
             raise ValueError(f"allowed word list {allowed} is empty")

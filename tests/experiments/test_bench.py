@@ -35,6 +35,27 @@ def test_bench_spec_rejects_per_method_budgets_and_unknown_labels(tmp_path):
     assert (reduced.budget.seconds, reduced.dataset.limit) == (2.0, 1)
 
 
+def test_bench_spec_keeps_only_the_chosen_seeds(tmp_path):
+    spec = parse_spec({"dataset": "t.txt", "budget": {"seconds": 5}, "seeds": [0, 1, 2], "methods": [
+        {"label": "a", "method": "dlmi"}, {"label": "b", "method": "dlmi", "seeds": [2, 7]},
+        {"label": "c", "method": "dlmi", "seeds": [7]}]}, tmp_path)
+    reduced = bench_spec(spec, seeds=[1, 2])
+    assert reduced.seeds == (1, 2)
+    assert [(m.label, m.seeds) for m in reduced.methods] == [("a", (1, 2)), ("b", (2,))]
+    only_own = bench_spec(spec, seeds=[7])
+    assert [(m.label, m.seeds) for m in only_own.methods] == [("b", (7,)), ("c", (7,))]
+    with pytest.raises(SpecError, match=r"unknown seed\(s\) \[5\]"):
+        bench_spec(spec, seeds=[1, 5])
+
+
+@pytest.mark.parametrize("seeds", ["a", "0,x", ",", "1.5"])
+def test_bench_cli_refuses_bad_seeds_in_one_line(seeds, tmp_path):
+    result = runner.invoke(app, ["bench", str(CPU_SMALL), "--out", str(tmp_path / "b"), "--seeds", seeds])
+    assert result.exit_code != 0
+    assert f"--seeds must be comma-separated integers, e.g. 0,1; got {seeds!r}" in result.output
+    assert not (tmp_path / "b").exists()
+
+
 def test_bench_cli_runs_methods_on_generated_targets_and_writes_the_table(model_dir, write_spec, tmp_path):
     spec = write_spec({
         "name": "tiny-bench", "model": str(model_dir), "prompt_length": 2, "seeds": [0], "threads_per_run": 1,

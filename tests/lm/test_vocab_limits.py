@@ -1,5 +1,6 @@
 import pytest
 
+from softtoken.lm.token_classes import check_vocabulary_limits
 from softtoken.lm.vocab import allowed_token_ids, banned_token_ids, restricted_vocabulary
 
 
@@ -22,6 +23,18 @@ class TextsTokenizer:
 
     def batch_decode(self, batches):
         return ["".join(self.texts[i] for i in ids) for ids in batches]
+
+
+def test_first_n_keeps_exactly_the_ids_below_n(tiny_tokenizer):
+    assert allowed_token_ids(tiny_tokenizer, [0, 3, 4, 9, 12], "first:5") == [0, 3, 4]
+    vocab = restricted_vocabulary(tiny_tokenizer, 100, allowed="first:20").tolist()
+    assert vocab and max(vocab) < 20 and vocab == restricted_vocabulary(tiny_tokenizer, 20).tolist()
+
+
+@pytest.mark.parametrize("allowed", ["first:", "first:0", "first:-3", "first:1e4", "first: 8"])
+def test_a_malformed_first_n_is_a_one_line_error(allowed):
+    with pytest.raises(ValueError, match="first:N needs a positive integer N"):
+        check_vocabulary_limits(allowed, ())
 
 
 def test_decodable_drops_exactly_the_pieces_of_multibyte_characters():
