@@ -207,37 +207,42 @@ def portfolio(label: str, other: str, store: str | None = None, budget: float = 
         print(f"x = {share:3d} s: {counts}, mean {statistics.mean(counts):.1f}")
 
 
-baseline = read_records(ROWS)
-runs = list(baseline.values())
-targets = sorted({target for run in runs for target in run})
-rates = {target: hits(runs, target) / len(runs) for target in targets}
-print(f"{len(runs)} runs: " + ", ".join(f"{label} seed {seed}" for label, seed in sorted(baseline)))
-if len(sys.argv) == 4 and sys.argv[1] == "--screen":
-    compare_screen(sys.argv[2], sys.argv[3], baseline, rates)
-    sys.exit()
-if len(sys.argv) in (5, 6) and sys.argv[1] == "--versus":
-    versus(*sys.argv[2:])
-    sys.exit()
-if len(sys.argv) in (4, 5) and sys.argv[1] == "--portfolio":
-    portfolio(*sys.argv[2:])
-    sys.exit()
-if len(sys.argv) == 4 and sys.argv[1] == "--curve":
-    time_curve(sys.argv[2], sys.argv[3], rates)
-    sys.exit()
-for target in targets:
-    seconds = sorted(round(run[target]["result"]["wall_time_s"]) for run in runs if exact(run.get(target)))
-    print(f"{target}: {round(rates[target] * len(runs))} of {len(runs)}, seconds to success {seconds}")
-for k in (1, 2, 4):
-    print(f"expected targets a run at {k}x the budget: {sum(chance_at(p, k) for p in rates.values()):.1f}")
-if len(sys.argv) == 3:
-    known = sorted({label for label, _ in baseline})
-    for label in sys.argv[1:]:
-        if label not in known:
-            sys.exit(f"hit_rates.py: no row labelled {label!r} among the baseline rows {known}")
-    a, b = (row_of(baseline, label) for label in sys.argv[1:])
-    shared = [(a[seed][t]["result"], b[seed][t]["result"]) for seed in a.keys() & b.keys() for t in a[seed]
-              if exact(a[seed][t]) and exact(b[seed].get(t))]
-    seconds = [statistics.median(pair[i]["wall_time_s"] for pair in shared) for i in (0, 1)]
-    tokens = [statistics.median(pair[i]["forward_tokens"] for pair in shared) for i in (0, 1)]
-    print(f"{len(shared)} runs both invert: median s {seconds[0]:.1f} against {seconds[1]:.1f}, "
-          f"forward tokens {tokens[0]:.0f} against {tokens[1]:.0f}")
+def main() -> None:
+    baseline = read_records(ROWS)
+    runs = list(baseline.values())
+    targets = sorted({target for run in runs for target in run})
+    rates = {target: hits(runs, target) / len(runs) for target in targets}
+    print(f"{len(runs)} runs: " + ", ".join(f"{label} seed {seed}" for label, seed in sorted(baseline)))
+    if len(sys.argv) == 4 and sys.argv[1] == "--screen":
+        compare_screen(sys.argv[2], sys.argv[3], baseline, rates)
+        return
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "--versus":
+        versus(*sys.argv[2:])
+        return
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--portfolio":
+        portfolio(*sys.argv[2:])
+        return
+    if len(sys.argv) == 4 and sys.argv[1] == "--curve":
+        time_curve(sys.argv[2], sys.argv[3], rates)
+        return
+    for target in targets:
+        seconds = sorted(round(run[target]["result"]["wall_time_s"]) for run in runs if exact(run.get(target)))
+        print(f"{target}: {round(rates[target] * len(runs))} of {len(runs)}, seconds to success {seconds}")
+    for k in (1, 2, 4):
+        print(f"expected targets a run at {k}x the budget: {sum(chance_at(p, k) for p in rates.values()):.1f}")
+    if len(sys.argv) == 3:
+        known = sorted({label for label, _ in baseline})
+        for label in sys.argv[1:]:
+            if label not in known:
+                sys.exit(f"hit_rates.py: no row labelled {label!r} among the baseline rows {known}")
+        a, b = (row_of(baseline, label) for label in sys.argv[1:])
+        shared = [(a[seed][t]["result"], b[seed][t]["result"]) for seed in a.keys() & b.keys() for t in a[seed]
+                  if exact(a[seed][t]) and exact(b[seed].get(t))]
+        seconds = [statistics.median(pair[i]["wall_time_s"] for pair in shared) for i in (0, 1)]
+        tokens = [statistics.median(pair[i]["forward_tokens"] for pair in shared) for i in (0, 1)]
+        print(f"{len(shared)} runs both invert: median s {seconds[0]:.1f} against {seconds[1]:.1f}, "
+              f"forward tokens {tokens[0]:.0f} against {tokens[1]:.0f}")
+
+
+if __name__ == "__main__":
+    main()
