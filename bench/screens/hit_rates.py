@@ -13,8 +13,8 @@ Usage: python bench/screens/hit_rates.py [A_LABEL B_LABEL]
        python bench/screens/hit_rates.py --screen STORE LABEL   (e.g. bench/results/screen-levers-17 adc-polish-b2)
        python bench/screens/hit_rates.py --curve STORE LABEL    (e.g. bench/results/screen-budget-720 adc-polish-720s)
        python bench/screens/hit_rates.py --versus STORE LABEL OTHER [SEEDS]  (a screen row against a row of the
-           baseline stores, e.g. gcg-fast, on the screen's runs; STORE `baseline`: LABEL from those stores too;
-           SEEDS, e.g. 0,1,2,3: only those seeds)
+           baseline stores, e.g. gcg-fast, or STORE:LABEL, a row of another screen's store, on the screen's runs;
+           STORE `baseline`: LABEL from those stores too; SEEDS, e.g. 0,1,2,3: only those seeds)
        python bench/screens/hit_rates.py --portfolio LABEL OTHER [STORE]  (a 180 s budget split: LABEL's first x s,
            then OTHER's first 180 - x s, e.g. adc-polish gcg-fast; LABEL from the baseline stores, OTHER too or,
            given STORE, from that screen's store)
@@ -160,9 +160,10 @@ def compare_screen(store: str, label: str, baseline: dict[tuple[str, int], dict[
 def versus(store: str, label: str, other: str, seeds: str | None = None) -> None:
     """A screen row against any row of the baseline stores (`gcg-fast` too) on the (target, seed) runs of the
     screen: successes per seed, and the medians of seconds and forward tokens on the runs both invert. The store
-    `baseline` reads `label` from the baseline stores too; `seeds` ("0,1,2") keeps only those seeds."""
+    `baseline` reads `label` from the baseline stores too; `other` given as STORE:LABEL is a row of another screen's
+    store (a screen run beside it); `seeds` ("0,1,2") keeps only those seeds."""
     rows = read_records({baseline_store: (label, other, "adc-s10-polish") for baseline_store in ROWS})
-    theirs = row_of(rows, other)
+    theirs = screen_runs(*other.split(":", 1)) if ":" in other else row_of(rows, other)
     screen = row_of(rows, label) if store == "baseline" else screen_runs(store, label)
     if seeds is not None:
         if not all(part.strip().isdigit() for part in seeds.split(",")):

@@ -21,7 +21,8 @@ from hit_rates import exact, read_records, seconds_to_success
 
 BUDGET = 180.0
 POOL = {"bench/results/natural": ("adc-s10-polish",), "bench/results/natural-seeds": ("adc-polish",),
-        "bench/results/screen-budget-720": ("adc-polish-720s",), "bench/results/screen-levers-25": ("adc-polish-rerun",)}
+        "bench/results/screen-budget-720": ("adc-polish-720s",),
+        "bench/results/screen-levers-25": ("adc-polish-rerun",)}
 CHECKS = (30, 45, 60, 90, 120)
 LOSS_LIMITS = (0.8, 1.0, 1.2, 1.4, 1.6, 2.0)  # restart when the lowest loss so far is above
 LCS_LIMITS = (0.3, 0.4, 0.5, 0.6, 0.8, 1.0)  # restart when the judge's best LCS so far is below
