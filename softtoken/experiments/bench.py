@@ -53,6 +53,7 @@ def _only_seeds(spec: SweepSpec, seeds: list[int]) -> SweepSpec:
     known = set(spec.seeds).union(*(m.seeds or () for m in spec.methods))
     if not set(seeds) <= known:
         raise SpecError([f"--seeds: unknown seed(s) {sorted(set(seeds) - known)}; the spec's seeds: {sorted(known)}"])
+    # Every kept method names its seeds, so the spec's own only matter when some of them were chosen.
     return replace(spec, seeds=tuple(s for s in spec.seeds if s in seeds) or spec.seeds,
                    methods=tuple(replace(m, seeds=tuple(own[m.label])) for m in spec.methods if own[m.label]))
 
