@@ -16,6 +16,7 @@ from softtoken.methods.dlmi import DLMI, DLMIConfig, dlmi_paper, dlmi_paper_free
 from softtoken.methods.gcg import GCG, GCGConfig, gcg_fast, gcg_paper_lmi
 from softtoken.methods.hybrid import RelaxThenSearch, RelaxThenSearchConfig
 from softtoken.methods.pez import PEZ, PEZConfig, pez_paper
+from softtoken.methods.pgd import PGD, PGDConfig, pgd_paper, pgd_short
 from softtoken.methods.presets import PRESETS, build_method, get_preset, with_options
 from softtoken.methods.program import ProgramConfig, ProgramMethod, anneal_inversion
 from softtoken.methods.reinforce import (
@@ -40,6 +41,8 @@ __all__ = [
     "NullTracker",
     "PEZ",
     "PEZConfig",
+    "PGD",
+    "PGDConfig",
     "Problem",
     "ProgramConfig",
     "ProgramMethod",
@@ -63,6 +66,8 @@ __all__ = [
     "get_method_class",
     "get_preset",
     "pez_paper",
+    "pgd_paper",
+    "pgd_short",
     "register_method",
     "reinforce_default",
     "reinforce_paper",

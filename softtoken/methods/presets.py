@@ -12,6 +12,7 @@ from softtoken.methods.dlmi import DLMIConfig, dlmi_demo, dlmi_paper, dlmi_paper
 from softtoken.methods.gcg import GCGConfig, gcg_combo, gcg_fast, gcg_paper_lmi, gcg_target
 from softtoken.methods.hybrid import RelaxThenSearchConfig, adc_then_gcg
 from softtoken.methods.pez import pez_paper
+from softtoken.methods.pgd import pgd_paper, pgd_short
 from softtoken.methods.program import anneal_inversion
 from softtoken.methods.reinforce import reinforce_default, reinforce_paper
 from softtoken.methods.soda import soda_paper
@@ -45,6 +46,8 @@ PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {
     "relax-then-gcg": ("relax-then-search", RelaxThenSearchConfig),
     "adc-then-gcg": ("relax-then-search", adc_then_gcg),
     "pez": ("pez", pez_paper),
+    "pgd": ("pgd", pgd_paper),
+    "pgd-short": ("pgd", pgd_short),
     "adc": ("adc", adc_default),
     "adc-sparse": ("adc", adc_sparse),
     "adc-polish": ("adc", adc_polish),

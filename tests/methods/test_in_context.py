@@ -20,6 +20,8 @@ CASES = {
     "reinforce": ("reinforce", {"learning_rate": 0.3, "eval_every": 1}, 100),
     "pez": ("pez", {"learning_rate": 1.0, "eval_every": 1}, 40),
     "adc": ("adc", {"eval_every": 1}, 40),
+    "pgd": ("pgd", {"learning_rate": 1.0, "warmup_steps": 0, "entropy_anneal_steps": 20, "patience": 10,
+                    "eval_every": 1}, 60),
     "program": ("anneal", {"eval_every": 1}, 120),
     "relax-then-search": ("relax-then-gcg", {}, 30),
 }
