@@ -33,8 +33,7 @@ from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
 from softtoken.objectives import TargetCE
-from softtoken.relax import initial_logits
-from softtoken.relax.simplex import project_entropy, project_simplex, tsallis_entropy
+from softtoken.relax import initial_logits, project_entropy, project_simplex, tsallis_entropy
 
 
 @dataclass(frozen=True, kw_only=True)

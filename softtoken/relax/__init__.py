@@ -1,8 +1,9 @@
-"""Relaxations of discrete tokens: Gumbel noise, temperatures, (straight-through) Gumbel-softmax."""
+"""Relaxations of discrete tokens: Gumbel noise, temperatures, (straight-through) Gumbel-softmax, the simplex."""
 
 from softtoken.relax.gumbel import GUMBEL_KINDS, gumbel_noise
 from softtoken.relax.initial import initial_logits
 from softtoken.relax.relaxation import HARD_METHODS, hard_index, relax, straight_through
+from softtoken.relax.simplex import project_entropy, project_simplex, tsallis_entropy
 from softtoken.relax.temperature import HiddenStateTemperature, Temperature
 
 __all__ = [
@@ -13,6 +14,9 @@ __all__ = [
     "gumbel_noise",
     "hard_index",
     "initial_logits",
+    "project_entropy",
+    "project_simplex",
     "relax",
     "straight_through",
+    "tsallis_entropy",
 ]
