@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from softtoken.configcheck import check_types
+from softtoken.engine.schedules import linear
 from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
@@ -68,12 +69,13 @@ class PGDConfig:
 
     def learning_rate_at(self, step: int) -> float:
         """The lr of step `step` (1-based): linear warm-up to `learning_rate`, then constant."""
-        return self.learning_rate * min(1.0, step / self.warmup_steps) if self.warmup_steps else self.learning_rate
+        return linear(0.0, self.learning_rate)(step, self.warmup_steps) if self.warmup_steps else self.learning_rate
 
     def entropy_bound_at(self, step: int) -> float:
         """The entropy bound after step `step` (1-based): from 1 (no row is above it) down to `entropy_bound`."""
-        progress = min(1.0, step / self.entropy_anneal_steps) if self.entropy_anneal_steps else 1.0
-        return 1 - progress * (1 - self.entropy_bound)
+        if not self.entropy_anneal_steps:
+            return self.entropy_bound
+        return linear(1.0, self.entropy_bound)(step, self.entropy_anneal_steps)
 
 
 def clip_rows_(grad: torch.Tensor, max_norm: float) -> None:
@@ -136,13 +138,14 @@ class PGD(ConfiguredMethod):
                          stalled: torch.Tensor) -> torch.Tensor:
         """Set the prompts stalled for `patience` steps one-hot at their best discrete prompt (best_prompts
         (B, L)), with their Adam moments cleared; returns the stall counts (B,) with theirs reset."""
-        which = (stalled >= self.config.patience).nonzero().flatten()  # (K,)
+        due = stalled >= self.config.patience  # (B,)
+        which = due.nonzero().flatten()  # (K,)
         if which.numel():
             with torch.no_grad():
                 relaxed[which] = F.one_hot(best_prompts[which], relaxed.shape[-1]).to(relaxed.dtype)
             for moment in ("exp_avg", "exp_avg_sq"):
                 optimizer.state[relaxed][moment][which] = 0
-        return torch.where(stalled >= self.config.patience, 0, stalled)
+        return torch.where(due, 0, stalled)
 
 
 def pgd_paper() -> PGDConfig:
