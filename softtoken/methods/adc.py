@@ -205,11 +205,7 @@ class ADC(ConfiguredMethod):
         objective = TargetCE(token_loss=cfg.loss, reduction=cfg.loss_reduction)
         target = run.context.target_tensor(lm.device)  # (T,)
         polish_wrong = cfg.polish_wrong_for(int(target.numel()))
-        shape = (cfg.batch_size, problem.prompt_length, lm.prompt_vocab_size)
-        # A random start, not uniform: from the uniform point every prompt gets the same gradient, so the B
-        # parallel prompts would stay identical.
-        logits = initial_logits(shape, std=cfg.init_std, generator=run.generator, device=lm.device)  # (B, L, V)
-        relaxed = self._with_target_starts(run, objective, torch.softmax(logits, dim=-1)).requires_grad_(True)
+        relaxed = self._start(run, objective, problem.prompt_length)  # (B, L, V)
         optimizer = torch.optim.SGD([relaxed], lr=cfg.learning_rate, momentum=cfg.momentum)
         best_prompt = relaxed[0].detach().argmax(-1)  # (L,)
         window_loss = torch.zeros(cfg.batch_size, device=lm.device)  # (B,) summed since the last share
@@ -252,11 +248,7 @@ class ADC(ConfiguredMethod):
                 hits = hits | self._polish(run, objective, optimizer, relaxed, chosen, prompts, losses[chosen].item())
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
                      "relax/support_mean": support.float().mean().item(),
-                     **({"loss/fluency": fluency.mean().item()} if fluency is not None else {}),
-                     **({"relax/polished": float(polished)} if cfg.polish_width else {}),
-                     **({"relax/rounded": float(rounded_any.sum())} if cfg.round_samples else {}),
-                     **({"relax/shared": float(shared)} if cfg.share_every else {}),
-                     **({"relax/batch": float(relaxed.shape[0])} if cfg.prune_every else {})})
+                     **self._optional_logs(fluency, polished, rounded_any, shared, relaxed.shape[0])})
             if hits.any():
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
@@ -265,6 +257,25 @@ class ADC(ConfiguredMethod):
                 relaxed, optimizer, keep = self._halve(optimizer, relaxed, losses.detach())
                 window_loss, prior = window_loss[keep], prior[keep]
         return run.result(self.name, cfg, final=best_prompt, objective=objective)
+
+    def _start(self, run: RunHarness, objective: TargetCE, prompt_length: int) -> torch.Tensor:
+        """The B relaxed prompts (B, L, V) to descend from, a leaf that requires grad."""
+        cfg, lm = self.config, run.lm
+        shape = (cfg.batch_size, prompt_length, lm.prompt_vocab_size)
+        # A random start, not uniform: from the uniform point every prompt gets the same gradient, so the B
+        # parallel prompts would stay identical.
+        logits = initial_logits(shape, std=cfg.init_std, generator=run.generator, device=lm.device)  # (B, L, V)
+        return self._with_target_starts(run, objective, torch.softmax(logits, dim=-1)).requires_grad_(True)
+
+    def _optional_logs(self, fluency: torch.Tensor | None, polished: bool, rounded: torch.Tensor, shared: bool,
+                       batch: int) -> dict[str, float]:
+        """The history keys of the options that are on; the presets' histories keep only the common keys."""
+        cfg = self.config
+        return {**({"loss/fluency": fluency.mean().item()} if fluency is not None else {}),
+                **({"relax/polished": float(polished)} if cfg.polish_width else {}),
+                **({"relax/rounded": float(rounded.sum())} if cfg.round_samples else {}),
+                **({"relax/shared": float(shared)} if cfg.share_every else {}),
+                **({"relax/batch": float(batch)} if cfg.prune_every else {})}
 
     def _losses(self, objective: TargetCE, lm: SoftLM, relaxed: torch.Tensor,
                 context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
