@@ -16,8 +16,8 @@ Usage: python bench/screens/hit_rates.py [A_LABEL B_LABEL]
            baseline stores, e.g. gcg-fast, or STORE:LABEL, a row of another screen's store, on the screen's runs;
            STORE `baseline`: LABEL from those stores too; SEEDS, e.g. 0,1,2,3: only those seeds)
        python bench/screens/hit_rates.py --portfolio LABEL OTHER [STORE]  (a 180 s budget split: LABEL's first x s,
-           then OTHER's first 180 - x s, e.g. adc-polish gcg-fast; LABEL from the baseline stores, OTHER too or,
-           given STORE, from that screen's store)
+           then OTHER's first 180 - x s, e.g. adc-polish gcg-fast; LABEL from the baseline stores or, as
+           STORE:LABEL, from that store; OTHER from the baseline stores or, given STORE, from that screen's store)
 Reads bench/results/natural (adc-s10-polish counts as adc-polish) and bench/results/natural-seeds.
 """
 
@@ -191,11 +191,12 @@ def seconds_to_success(record: Record | None, budget: float) -> float:
 
 def portfolio(label: str, other: str, store: str | None = None, budget: float = 180.0) -> None:
     """A budget split between two rows, from their runs: `label` (a baseline row) for its first x s, then `other`
-    (a baseline row, or a row of the screen `store`) for the rest, per seed both ran. A row's first x s are its
-    run at an x s budget (the budget only stops a run), so a target falls when either part reaches it in its
-    share; the second model load is not counted. Only the targets both rows ran are counted."""
+    (a baseline row, or a row of the screen `store`) for the rest, per seed both ran. `label` given as
+    STORE:LABEL is a row of that store (two rows run side by side on one day). A row's first x s are its run at
+    an x s budget (the budget only stops a run), so a target falls when either part reaches it in its share; the
+    second model load is not counted. Only the targets both rows ran are counted."""
     rows = read_records({baseline_store: (label, other, "adc-s10-polish") for baseline_store in ROWS})
-    first = row_of(rows, label)
+    first = screen_runs(*label.split(":", 1)) if ":" in label else row_of(rows, label)
     second = screen_runs(store, other) if store is not None else row_of(rows, other)
     seeds = sorted(first.keys() & second.keys())
     if not seeds:
