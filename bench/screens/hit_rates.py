@@ -57,9 +57,15 @@ def hits(runs: list[dict[str, Record]], target: str) -> int:
     return sum(exact(run.get(target)) for run in runs)
 
 
+def history(record: Record) -> dict[str, list]:
+    """The run's stored history: key -> one value per step (or per evaluation, for `eval/` keys)."""
+    with open(f"{record['store']}/{record['history_file']}") as file:
+        return json.load(file)
+
+
 def lowest_losses(record: Record) -> list[float]:
     """The run's lowest relaxed loss per step (`loss/target_best`), from its stored history."""
-    return json.load(open(f"{record['store']}/{record['history_file']}"))["loss/target_best"]
+    return history(record)["loss/target_best"]
 
 
 def lowest_near(losses: list[float], step: int) -> float:

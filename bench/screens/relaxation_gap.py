@@ -6,19 +6,18 @@ discrete loss at the end; then the medians over the runs.
 Usage: python bench/screens/relaxation_gap.py STORE LABEL   (e.g. bench/results/natural pgd-short)
 """
 
-import json
 import statistics
 import sys
 
-from hit_rates import screen_runs
+from hit_rates import history, screen_runs
 
 
 def gap_row(record: dict) -> tuple[float, int, float, float, float]:
     """(lowest relaxed loss, its step, entropy then, discrete loss then, discrete loss at the end) of one run."""
-    history = json.load(open(f"{record['store']}/{record['history_file']}"))
-    relaxed, discrete = history["loss/target_best"], history["loss/discrete_best"]
+    keys = history(record)
+    relaxed, discrete = keys["loss/target_best"], keys["loss/discrete_best"]
     step = min(range(len(relaxed)), key=relaxed.__getitem__)
-    return relaxed[step], step + 1, history["relax/entropy"][step], discrete[step], discrete[-1]
+    return relaxed[step], step + 1, keys["relax/entropy"][step], discrete[step], discrete[-1]
 
 
 def main() -> None:

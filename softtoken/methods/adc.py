@@ -39,7 +39,7 @@ from softtoken.methods.harness import ConfiguredMethod, RunHarness
 from softtoken.methods.starts import target_rotations
 from softtoken.objectives import ObjectiveContext, TargetCE
 from softtoken.objectives.target import REDUCTIONS, TOKEN_LOSSES
-from softtoken.relax import initial_logits
+from softtoken.relax import simplex_start
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,10 +262,8 @@ class ADC(ConfiguredMethod):
         """The B relaxed prompts (B, L, V) to descend from, a leaf that requires grad."""
         cfg, lm = self.config, run.lm
         shape = (cfg.batch_size, prompt_length, lm.prompt_vocab_size)
-        # A random start, not uniform: from the uniform point every prompt gets the same gradient, so the B
-        # parallel prompts would stay identical.
-        logits = initial_logits(shape, std=cfg.init_std, generator=run.generator, device=lm.device)  # (B, L, V)
-        return self._with_target_starts(run, objective, torch.softmax(logits, dim=-1)).requires_grad_(True)
+        start = simplex_start(shape, std=cfg.init_std, generator=run.generator, device=lm.device)  # (B, L, V)
+        return self._with_target_starts(run, objective, start).requires_grad_(True)
 
     def _optional_logs(self, fluency: torch.Tensor | None, polished: bool, rounded: torch.Tensor, shared: bool,
                        batch: int) -> dict[str, float]:

@@ -34,7 +34,7 @@ from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
 from softtoken.objectives import TargetCE
-from softtoken.relax import initial_logits, project_entropy, project_simplex, tsallis_entropy
+from softtoken.relax import project_entropy, project_simplex, simplex_start, tsallis_entropy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,8 +97,8 @@ class PGD(ConfiguredMethod):
         objective = TargetCE()
         target = run.context.target_tensor(lm.device)  # (T,)
         shape = (cfg.batch_size, problem.prompt_length, lm.prompt_vocab_size)
-        logits = initial_logits(shape, std=cfg.init_std, generator=run.generator, device=lm.device)  # (B, L, V)
-        relaxed = torch.softmax(logits, dim=-1).requires_grad_(True)
+        relaxed = simplex_start(shape, std=cfg.init_std, generator=run.generator, device=lm.device)  # (B, L, V)
+        relaxed.requires_grad_(True)
         optimizer = torch.optim.Adam([relaxed], lr=cfg.learning_rate)
         best_losses = torch.full((cfg.batch_size,), torch.inf, device=lm.device)  # (B,) lowest discrete loss
         best_prompts = relaxed.detach().argmax(-1)  # (B, L) the prompts that reached them
