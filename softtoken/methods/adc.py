@@ -16,7 +16,9 @@ gradient already taken: its best-scoring single swap replaces it when that lower
 `round_samples`, relaxed prompts near the target also have discrete prompts drawn from their rows, and a draw
 within `polish_wrong` wrong tokens replaces its prompt for the polish (off: it lost on the natural set). With
 `share_every`, the prompt with the worst recent losses periodically restarts from the best prompt's point. With
-`prune_every`, the batch keeps its lowest-loss half every that many steps, down to `prune_to` prompts.
+`prune_every`, the batch keeps its lowest-loss half every that many steps, down to `prune_to` prompts. With
+`chain_width`, the lowest-loss prompt also carries a discrete chain that its rows and gradient propose swaps to
+and whose scored winner pulls its rows (the relaxation interleaved with a discrete search).
 
     problem = Problem(lm=lm, target_ids=tuple(lm.encode(" Paris.")), prompt_length=4, seed=0)
     result = ADC(adc_default()).run(problem, Budget(steps=500))
@@ -34,7 +36,7 @@ from softtoken.configcheck import check_types
 from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
-from softtoken.methods.candidates import sample_candidates, score_candidates
+from softtoken.methods.candidates import sample_candidates, sample_row_swaps, score_candidates
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
 from softtoken.methods.starts import target_rotations
 from softtoken.objectives import ObjectiveContext, TargetCE
@@ -96,6 +98,16 @@ class ADCConfig:
     # top-k (the polish) is unchanged. Negative against the preset run beside it, though it reached natural_15 once
     # (screen 25).
     balance_rows: bool = False
+    # A discrete chain interleaved with the relaxation (issue 12: the relaxation proposes the candidates each step
+    # and is updated by the scored winners). The lowest-loss prompt of a step that is not polished carries a
+    # discrete chain (started at its argmax): `chain_width` single swaps of the chain, half drawn from the prompt's
+    # relaxed rows and half from the top-`polish_topk` of the step's gradient, are scored beside the chain and the
+    # prompt's argmax; the chain moves to the lowest loss (an exact one is a hit), and the prompt's rows are pulled
+    # toward it, X <- (1 - `chain_pull`) X + `chain_pull` one_hot(chain). Only while the prompt has at most
+    # `chain_wrong` wrong target tokens (None: always). 0: off.
+    chain_width: int = 0  # swaps scored per chain step, >= 0
+    chain_wrong: int | None = None  # >= 0
+    chain_pull: float = 0.5  # in [0, 1]
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -114,10 +126,12 @@ class ADCConfig:
         if self.fluency_prompts is not None and not 0 <= self.fluency_prompts <= self.batch_size:
             raise ValueError(f"ADCConfig.fluency_prompts must be in [0, batch_size={self.batch_size}] or None, "
                              f"got {self.fluency_prompts}")
+        if not 0 <= self.chain_pull <= 1:
+            raise ValueError(f"ADCConfig.chain_pull must be in [0, 1], got {self.chain_pull}")
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
         for name in ("support_samples", "polish_width", "polish_wrong", "round_samples", "round_wrong", "share_every",
-                     "prune_every"):
+                     "prune_every", "chain_width", "chain_wrong"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"ADCConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.target_starts <= self.batch_size:
@@ -143,6 +157,23 @@ class ADCConfig:
             return self.polish_wrong
         sizes = support_size(torch.arange(target_length + 1), target_length, self.support_max)  # (T + 1,)
         return int((sizes == 1).sum()) - 1
+
+
+@dataclass(frozen=True)
+class DiscreteChains:
+    """Each relaxed prompt's discrete chain (`chain_width`): its prompt (B, L) and loss (B,), inf until started."""
+
+    prompts: torch.Tensor
+    losses: torch.Tensor
+
+    @classmethod
+    def unstarted(cls, batch: int, length: int, device: torch.device) -> DiscreteChains:
+        return cls(torch.zeros(batch, length, dtype=torch.long, device=device),
+                   torch.full((batch,), torch.inf, device=device))
+
+    def kept(self, keep: torch.Tensor) -> DiscreteChains:
+        """The chains of the prompts `keep` (K,) (batch indices) that pruning kept, in their order."""
+        return DiscreteChains(self.prompts[keep], self.losses[keep])
 
 
 def support_size(wrong: torch.Tensor, target_length: int, support_max: int) -> torch.Tensor:
@@ -210,6 +241,7 @@ class ADC(ConfiguredMethod):
         best_prompt = relaxed[0].detach().argmax(-1)  # (L,)
         window_loss = torch.zeros(cfg.batch_size, device=lm.device)  # (B,) summed since the last share
         prior = self._prior_weights(lm.device)  # (B,) each prompt's fluency weight
+        chains = DiscreteChains.unstarted(cfg.batch_size, problem.prompt_length, lm.device)
         for step in run.steps():
             with lm.compute(cfg.compute_dtype, compiled=cfg.compile_model):
                 losses, predictions, fluency = self._losses(objective, lm, relaxed, run.context)  # (B,), (B, T), (B,)
@@ -244,18 +276,21 @@ class ADC(ConfiguredMethod):
             best_prompt = prompts[best]  # (L,)
             chosen = self._polish_choice(losses.detach(), discrete & (wrong <= polish_wrong), best)
             polished = chosen is not None
+            chained = not polished and self._chain_due(int(wrong[best]))
             if polished:
                 hits = hits | self._polish(run, objective, optimizer, relaxed, chosen, prompts, losses[chosen].item())
+            elif chained:
+                hits = hits | self._chain_step(run, objective, relaxed, best, prompts, chains)
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
                      "relax/support_mean": support.float().mean().item(),
-                     **self._optional_logs(fluency, polished, rounded_any, shared, relaxed.shape[0])})
+                     **self._optional_logs(fluency, polished, chained, rounded_any, shared, relaxed.shape[0])})
             if hits.any():
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
                 run.evaluate_many(self._decoded(run, objective, best_prompt, relaxed.detach()[best]))
             if cfg.prune_every and step % cfg.prune_every == 0 and relaxed.shape[0] > cfg.prune_to:
                 relaxed, optimizer, keep = self._halve(optimizer, relaxed, losses.detach())
-                window_loss, prior = window_loss[keep], prior[keep]
+                window_loss, prior, chains = window_loss[keep], prior[keep], chains.kept(keep)
         return run.result(self.name, cfg, final=best_prompt, objective=objective)
 
     def _start(self, run: RunHarness, objective: TargetCE, prompt_length: int) -> torch.Tensor:
@@ -265,12 +300,13 @@ class ADC(ConfiguredMethod):
         start = simplex_start(shape, std=cfg.init_std, generator=run.generator, device=lm.device)  # (B, L, V)
         return self._with_target_starts(run, objective, start).requires_grad_(True)
 
-    def _optional_logs(self, fluency: torch.Tensor | None, polished: bool, rounded: torch.Tensor, shared: bool,
-                       batch: int) -> dict[str, float]:
+    def _optional_logs(self, fluency: torch.Tensor | None, polished: bool, chained: bool, rounded: torch.Tensor,
+                       shared: bool, batch: int) -> dict[str, float]:
         """The history keys of the options that are on; the presets' histories keep only the common keys."""
         cfg = self.config
         return {**({"loss/fluency": fluency.mean().item()} if fluency is not None else {}),
                 **({"relax/polished": float(polished)} if cfg.polish_width else {}),
+                **({"relax/chained": float(chained)} if cfg.chain_width else {}),
                 **({"relax/rounded": float(rounded.sum())} if cfg.round_samples else {}),
                 **({"relax/shared": float(shared)} if cfg.share_every else {}),
                 **({"relax/batch": float(batch)} if cfg.prune_every else {})}
@@ -311,6 +347,39 @@ class ADC(ConfiguredMethod):
             with torch.no_grad():
                 self._make_discrete(optimizer, relaxed, torch.tensor([best]), candidates[winner][None])
             prompts[best], hits[best] = candidates[winner], bool(exact[winner])
+        return hits
+
+    def _chain_due(self, wrong: int) -> bool:
+        """Whether a prompt with `wrong` wrong target tokens (and no polish this step) takes a chain step."""
+        cfg = self.config
+        return cfg.chain_width > 0 and (cfg.chain_wrong is None or wrong <= cfg.chain_wrong)
+
+    def _chain_step(self, run: RunHarness, objective: TargetCE, relaxed: torch.Tensor, best: int, prompts: torch.Tensor,
+                    chains: DiscreteChains) -> torch.Tensor:
+        """One step of the discrete chain of prompt `best` (prompts (B, L): the step's argmaxes): its swaps from
+        the rows and from the gradient (still in relaxed.grad) are scored with the chain and the argmax, the chain
+        moves to the lowest loss and the rows are pulled toward it. Returns hits (B,) on `prompts`: an exact chain
+        prompt is written into `prompts[best]`, so the step's judge confirms it."""
+        cfg, vocab = self.config, relaxed.shape[-1]
+        current = chains.prompts[best] if bool(chains.losses[best].isfinite()) else prompts[best]  # (L,)
+        half = cfg.chain_width // 2
+        candidates = torch.cat([current[None], prompts[best][None],
+                                sample_row_swaps(current, relaxed.detach()[best], cfg.chain_width - half,
+                                                 run.generator),
+                                sample_candidates(current, relaxed.grad[best], search_width=half, topk=cfg.polish_topk,
+                                                  n_replace=1, generator=run.generator, distinct=True)]).unique(dim=0)
+        losses, exact = score_candidates(run, objective, candidates, current, batch_size=64, prefix_cache=True,
+                                         compute_dtype=cfg.compute_dtype)  # (N,), (N,)
+        hits = torch.zeros(prompts.shape[0], dtype=torch.bool, device=prompts.device)
+        winner = int(exact.nonzero()[0, 0]) if exact.any() else int(losses.argmin())
+        if not torch.isfinite(losses[winner]):  # the deadline came before any chunk was scored
+            return hits
+        chains.prompts[best], chains.losses[best] = candidates[winner], losses[winner]
+        with torch.no_grad():
+            pulled = F.one_hot(candidates[winner], vocab).to(relaxed.dtype)  # (L, V)
+            relaxed[best] = (1 - cfg.chain_pull) * relaxed[best] + cfg.chain_pull * pulled
+        if exact[winner]:
+            prompts[best], hits[best] = candidates[winner], True
         return hits
 
     @staticmethod

@@ -1,6 +1,6 @@
-"""Discrete candidate prompts around a current one: drawn from the one-hot gradient's top-k tokens, and scored
-(losses and teacher-forced exact matches, in chunks, optionally from the current prompt's keys and values,
-never past the run's deadline). GCG's steps and ADC's polish both search with these.
+"""Discrete candidate prompts around a current one: drawn from the one-hot gradient's top-k tokens or from relaxed
+rows, and scored (losses and teacher-forced exact matches, in chunks, optionally from the current prompt's keys
+and values, never past the run's deadline). GCG's steps and ADC's polish and chain search with these.
 
     candidates = sample_candidates(current, grad, search_width=64, topk=32, n_replace=1, generator=generator)
     losses, exact = score_candidates(run, objective, candidates, current, batch_size=64, prefix_cache=True,
@@ -37,6 +37,21 @@ def sample_candidates(current: torch.Tensor, grad: torch.Tensor, *, search_width
     picks = torch.randint(0, top.shape[1], (search_width, n_replace), generator=generator, device=grad.device)
     candidates = current.expand(search_width, -1).clone()  # (N, L)
     return candidates.scatter_(1, positions, top[positions, picks])
+
+
+def sample_row_swaps(current: torch.Tensor, rows: torch.Tensor, count: int,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Up to `count` single swaps (N, L) of `current` (L,), drawn from relaxed rows (L, V) (each a distribution
+    over the prompt vocabulary): a position uniformly among those whose row holds mass off the current token,
+    then a token from that row without the current one. (0, L) when every row is one-hot at `current`."""
+    weights = rows.clamp_min(0).scatter(1, current[:, None], 0.0)  # (L, V)
+    open_rows = (weights.sum(-1) > 0).nonzero().flatten()  # (P,)
+    if open_rows.numel() == 0 or count == 0:
+        return current.new_empty((0, current.numel()))
+    positions = open_rows[torch.randint(0, open_rows.numel(), (count,), generator=generator, device=rows.device)]
+    tokens = torch.multinomial(weights[positions], 1, generator=generator).flatten()  # (N,)
+    candidates = current.expand(count, -1).clone()  # (N, L)
+    return candidates.scatter_(1, positions[:, None], tokens[:, None])
 
 
 @torch.no_grad()

@@ -6,7 +6,8 @@ import torch
 from softtoken.methods import ADC, PRESETS, ADCConfig, Budget, Problem, get_preset
 from softtoken.methods import adc as adc_module
 from softtoken.lm.softlm import has_cxx_compiler
-from softtoken.methods.adc import balance_rows_, is_one_hot, project_top_s, support_size
+from softtoken.methods.adc import DiscreteChains, balance_rows_, is_one_hot, project_top_s, support_size
+from softtoken.methods.candidates import sample_row_swaps
 from softtoken.objectives import Fluency, TargetCE
 from softtoken.objectives.base import ObjectiveContext
 
@@ -264,6 +265,8 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("prune_every", "2"), ("prune_to", 0), ("prune_to", 5), ("prune_to", 2.0),
     ("fluency_weight", -0.1), ("fluency_weight", float("nan")), ("fluency_weight", "0.1"), ("fluency_prompts", 5),
     ("fluency_prompts", -1), ("fluency_prompts", 1.0), ("balance_rows", "false"), ("balance_rows", 1),
+    ("chain_width", -1), ("chain_width", "8"), ("chain_wrong", -1), ("chain_wrong", 2.0), ("chain_pull", 1.5),
+    ("chain_pull", -0.1), ("chain_pull", "0.5"),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
@@ -583,3 +586,86 @@ def test_adc_compiled_loss_follows_the_eager_trajectory(tiny_lm, monkeypatch):
     compiled = ADC(ADCConfig(batch_size=2, eval_every=1000, compile_model=True)).run(problem, Budget(steps=3))
     assert compiled_passes.count(True) == 3  # the loss of each step
     assert compiled.history["loss/target"] == pytest.approx(eager.history["loss/target"], rel=1e-4)
+
+
+def test_row_swaps_change_one_position_to_a_token_its_row_holds_besides_the_current_one():
+    current = torch.tensor([0, 1, 2])
+    rows = torch.nn.functional.one_hot(current, 6).float()  # (3, 6): one-hot at current, no swap from a row
+    assert sample_row_swaps(current, rows, 8, torch.Generator().manual_seed(0)).shape == (0, 3)
+    rows[1] = torch.tensor([0.0, 0.5, 0.0, 0.2, 0.3, 0.0])  # only row 1 holds mass off its current token
+    swaps = sample_row_swaps(current, rows, 400, torch.Generator().manual_seed(0))
+    assert swaps.shape == (400, 3) and (swaps[:, [0, 2]] == current[[0, 2]]).all()
+    assert set(swaps[:, 1].tolist()) == {3, 4}
+    assert abs((swaps[:, 1] == 4).float().mean().item() - 0.6) < 0.08  # 0.3 / (0.2 + 0.3)
+
+
+def _chain_state(tiny_lm, rows, target):
+    """A one-prompt relaxed batch at `rows` (L, V) after one step (its gradient kept), the method and its run."""
+    relaxed = rows[None].clone().requires_grad_(True)
+    TargetCE().loss(tiny_lm, relaxed, ObjectiveContext(target_ids=target))[0].backward()
+    method = ADC(ADCConfig(chain_width=4, polish_topk=2, chain_pull=0.25))
+    run = method.harness(Problem(lm=tiny_lm, target_ids=target, prompt_length=rows.shape[0], seed=0), Budget(steps=1))
+    return relaxed, method, run
+
+
+def test_adc_chain_reaches_a_hit_its_rows_propose_and_pulls_the_rows_to_it(tiny_lm):
+    prompt, target, decoy = _planted_prompt_and_decoy(tiny_lm)
+    vocab = tiny_lm.prompt_vocab_size
+    rows = torch.nn.functional.one_hot(torch.tensor([decoy, 11]), vocab).float()  # argmax [decoy, 11] misses
+    rows[0] = 0.6 * rows[0] + 0.4 * torch.nn.functional.one_hot(prompt[0], vocab).float()  # the hit's token
+    relaxed, method, run = _chain_state(tiny_lm, rows, target)
+    chains, prompts = DiscreteChains.unstarted(1, 2, tiny_lm.device), torch.tensor([[decoy, 11]])
+    hits = method._chain_step(run, TargetCE(), relaxed, 0, prompts, chains)  # 2 row swaps: both the planted one
+    assert hits.tolist() == [True] and prompts[0].tolist() == chains.prompts[0].tolist() == prompt.tolist()
+    hard, _ = TargetCE().hard_loss_and_predictions(tiny_lm, prompt[None], ObjectiveContext(target_ids=target))
+    assert chains.losses[0].item() == pytest.approx(hard.item(), rel=1e-5)
+    pulled = 0.75 * rows + 0.25 * torch.nn.functional.one_hot(prompt, vocab).float()
+    assert torch.allclose(relaxed.detach()[0], pulled)
+
+
+def test_adc_chain_moves_to_the_lowest_loss_of_its_swaps_the_chain_and_the_argmax(tiny_lm, monkeypatch):
+    vocab, target = tiny_lm.prompt_vocab_size, (7, 8, 9)
+    rows = torch.full((2, vocab), 1.0 / vocab)  # dense rows: the row swaps may land anywhere
+    relaxed, method, run = _chain_state(tiny_lm, rows, target)
+    chains = DiscreteChains(torch.tensor([[3, 4]]), torch.tensor([2.0]))  # started: its swaps are around [3, 4]
+    seen = []
+
+    def scores(run, objective, candidates, current, **kwargs):  # the argmax [0, 0] scores lowest
+        seen.append((candidates.clone(), current.clone()))
+        losses = torch.where((candidates == 0).all(-1), 0.5, 3.0)
+        return losses, torch.zeros(candidates.shape[0], dtype=torch.bool)
+
+    monkeypatch.setattr(adc_module, "score_candidates", scores)
+    hits = method._chain_step(run, TargetCE(), relaxed, 0, torch.tensor([[0, 0]]), chains)
+    (candidates, current), = seen
+    assert hits.tolist() == [False] and current.tolist() == [3, 4] and [3, 4] in candidates.tolist()
+    assert [0, 0] in candidates.tolist() and ((candidates != current).sum(-1) == 1).sum() >= 1
+    assert chains.prompts[0].tolist() == [0, 0] and chains.losses[0].item() == 0.5
+    assert torch.allclose(relaxed.detach()[0], 0.75 * rows + 0.25 * torch.nn.functional.one_hot(
+        torch.tensor([0, 0]), vocab).float())
+
+
+@pytest.mark.parametrize("chain_wrong", [None, 1])
+def test_adc_with_a_chain_recovers_a_planted_prompt_and_repeats_with_the_seed(tiny_lm, planted_target, chain_wrong):
+    target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
+    # Measured over seeds 0-5 at pull 0.1: successes at steps 3-21 (chain always) and 4-20 on five (chain_wrong 1),
+    # where plain ADC succeeds at 8-15 on five of them; at pull 0.5 seed 1 misses in 25 steps.
+    config = ADCConfig(eval_every=1000, chain_width=8, polish_topk=8, chain_wrong=chain_wrong, chain_pull=0.1)
+
+    def run(seed):
+        return ADC(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=25))
+
+    for seed in range(3):
+        result = run(seed)
+        assert result.exact_match and result.steps_run == result.success_step < 25, (seed, result.metrics)
+        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
+        assert sum(result.history["relax/chained"]) >= 1
+    first, again = run(0), run(0)
+    assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
+
+
+@pytest.mark.parametrize("width, chain_wrong, wrong, due", [
+    (0, None, 0, False), (8, None, 10, True), (8, 3, 3, True), (8, 3, 4, False), (8, 0, 0, True),
+])
+def test_adc_chain_steps_only_with_a_width_and_at_most_chain_wrong_wrong_tokens(width, chain_wrong, wrong, due):
+    assert ADC(ADCConfig(chain_width=width, chain_wrong=chain_wrong))._chain_due(wrong) is due
