@@ -103,9 +103,11 @@ class ADCConfig:
     # discrete chain (started at its argmax): `chain_width` single swaps of the chain, half drawn from the prompt's
     # relaxed rows and half from the top-`polish_topk` of the step's gradient, are scored beside the chain and the
     # prompt's argmax; the chain moves to the lowest loss (an exact one is a hit), and the prompt's rows are pulled
-    # toward it, X <- (1 - `chain_pull`) X + `chain_pull` one_hot(chain). Only while the prompt has at most
-    # `chain_wrong` wrong target tokens (None: always). 0: off.
+    # toward it, X <- (1 - `chain_pull`) X + `chain_pull` one_hot(chain). Only every `chain_every` steps (a chain
+    # step of 16 swaps costs about 1.5 ADC steps) and while the prompt has at most `chain_wrong` wrong target tokens
+    # (None: always). 0: off.
     chain_width: int = 0  # swaps scored per chain step, >= 0
+    chain_every: int = 1  # steps between chain steps, >= 1
     chain_wrong: int | None = None  # >= 0
     chain_pull: float = 0.5  # in [0, 1]
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
@@ -116,7 +118,8 @@ class ADCConfig:
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("epochs", "batch_size", "learning_rate", "support_max", "eval_every", "polish_topk"):
+        for name in ("epochs", "batch_size", "learning_rate", "support_max", "eval_every", "polish_topk",
+                     "chain_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ADCConfig.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.momentum < 1:
@@ -276,7 +279,7 @@ class ADC(ConfiguredMethod):
             best_prompt = prompts[best]  # (L,)
             chosen = self._polish_choice(losses.detach(), discrete & (wrong <= polish_wrong), best)
             polished = chosen is not None
-            chained = not polished and self._chain_due(int(wrong[best]))
+            chained = not polished and self._chain_due(step, int(wrong[best]))
             if polished:
                 hits = hits | self._polish(run, objective, optimizer, relaxed, chosen, prompts, losses[chosen].item())
             elif chained:
@@ -349,10 +352,12 @@ class ADC(ConfiguredMethod):
             prompts[best], hits[best] = candidates[winner], bool(exact[winner])
         return hits
 
-    def _chain_due(self, wrong: int) -> bool:
-        """Whether a prompt with `wrong` wrong target tokens (and no polish this step) takes a chain step."""
+    def _chain_due(self, step: int, wrong: int) -> bool:
+        """Whether step `step`'s lowest-loss prompt, with `wrong` wrong target tokens and no polish, takes a chain
+        step."""
         cfg = self.config
-        return cfg.chain_width > 0 and (cfg.chain_wrong is None or wrong <= cfg.chain_wrong)
+        near = cfg.chain_wrong is None or wrong <= cfg.chain_wrong
+        return cfg.chain_width > 0 and step % cfg.chain_every == 0 and near
 
     def _chain_step(self, run: RunHarness, objective: TargetCE, relaxed: torch.Tensor, best: int, prompts: torch.Tensor,
                     chains: DiscreteChains) -> torch.Tensor:

@@ -265,8 +265,8 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("prune_every", "2"), ("prune_to", 0), ("prune_to", 5), ("prune_to", 2.0),
     ("fluency_weight", -0.1), ("fluency_weight", float("nan")), ("fluency_weight", "0.1"), ("fluency_prompts", 5),
     ("fluency_prompts", -1), ("fluency_prompts", 1.0), ("balance_rows", "false"), ("balance_rows", 1),
-    ("chain_width", -1), ("chain_width", "8"), ("chain_wrong", -1), ("chain_wrong", 2.0), ("chain_pull", 1.5),
-    ("chain_pull", -0.1), ("chain_pull", "0.5"),
+    ("chain_width", -1), ("chain_width", "8"), ("chain_every", 0), ("chain_every", 2.0), ("chain_wrong", -1),
+    ("chain_wrong", 2.0), ("chain_pull", 1.5), ("chain_pull", -0.1), ("chain_pull", "0.5"),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
@@ -664,8 +664,11 @@ def test_adc_with_a_chain_recovers_a_planted_prompt_and_repeats_with_the_seed(ti
     assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
 
 
-@pytest.mark.parametrize("width, chain_wrong, wrong, due", [
-    (0, None, 0, False), (8, None, 10, True), (8, 3, 3, True), (8, 3, 4, False), (8, 0, 0, True),
+@pytest.mark.parametrize("width, every, chain_wrong, step, wrong, due", [
+    (0, 1, None, 1, 0, False), (8, 1, None, 1, 10, True), (8, 1, 3, 5, 3, True), (8, 1, 3, 5, 4, False),
+    (8, 1, 0, 2, 0, True), (8, 3, None, 3, 0, True), (8, 3, None, 4, 0, False), (8, 3, 1, 6, 2, False),
 ])
-def test_adc_chain_steps_only_with_a_width_and_at_most_chain_wrong_wrong_tokens(width, chain_wrong, wrong, due):
-    assert ADC(ADCConfig(chain_width=width, chain_wrong=chain_wrong))._chain_due(wrong) is due
+def test_adc_chain_steps_every_chain_every_steps_with_at_most_chain_wrong_wrong_tokens(width, every, chain_wrong,
+                                                                                      step, wrong, due):
+    config = ADCConfig(chain_width=width, chain_every=every, chain_wrong=chain_wrong)
+    assert ADC(config)._chain_due(step, wrong) is due
