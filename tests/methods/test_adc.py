@@ -128,20 +128,26 @@ def test_adc_balanced_rows_step_along_the_balanced_gradient(tiny_lm, monkeypatch
     assert not torch.allclose(steps[True], steps[False], atol=1e-6)
 
 
+def _assert_recovers_and_repeats(tiny_lm, config, target, seeds=3, steps=25):
+    """Runs of ADC(config) from seeds 0..seeds-1 on the 3-token `target` of a planted 2-token prompt: each recovers
+    a prompt whose greedy continuation is the target before `steps`, and seed 0 run again repeats its run. Returns
+    the results, for each option's own checks."""
+    def run(seed):
+        return ADC(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=steps))
+
+    results = [run(seed) for seed in range(seeds)]
+    for seed, result in enumerate(results):
+        assert result.exact_match and result.steps_run == result.success_step < steps, (seed, result.metrics)
+        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
+    again = run(0)
+    assert results[0].seeded_history() == again.seeded_history() and results[0].prompt_ids == again.prompt_ids
+    return results
+
+
 def test_adc_with_balanced_rows_recovers_a_planted_prompt_and_repeats_with_the_seed(tiny_lm, planted_target):
     # 100 steps, not the plain preset's test's 25: with 25, seed 0 misses (balanced rows are slower on this model).
     target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
-
-    def run(seed):
-        return ADC(ADCConfig(eval_every=1000, balance_rows=True)).run(
-            Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=100))
-
-    for seed in range(4):
-        result = run(seed)
-        assert result.exact_match and result.steps_run == result.success_step < 100, (seed, result.metrics)
-        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
-    first, again = run(0), run(0)
-    assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
+    _assert_recovers_and_repeats(tiny_lm, ADCConfig(eval_every=1000, balance_rows=True), target, seeds=4, steps=100)
 
 
 def test_adc_target_starts_mix_the_lowest_loss_rotations_into_the_first_prompts(tiny_lm):
@@ -351,16 +357,7 @@ def test_adc_with_polish_recovers_a_planted_prompt_and_repeats_with_the_seed(tin
     # s_max 2: a prompt with one wrong token of three is one-hot (2 ** (1 / 3) rounds to 1), so it is polished.
     target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
     config = ADCConfig(eval_every=1000, support_max=2, polish_width=16, polish_topk=8, polish_wrong=1)
-
-    def run(seed):
-        return ADC(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=25))
-
-    for seed in range(3):
-        result = run(seed)
-        assert result.exact_match and result.steps_run == result.success_step < 25, (seed, result.metrics)
-        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
-    first, again = run(0), run(0)
-    assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
+    _assert_recovers_and_repeats(tiny_lm, config, target)
 
 
 @pytest.mark.parametrize("polish_any", [False, True])
@@ -464,17 +461,8 @@ def test_adc_with_rounding_recovers_a_planted_prompt_and_repeats_with_the_seed(t
     target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
     config = ADCConfig(eval_every=1000, support_max=2, polish_width=16, polish_topk=8, polish_wrong=1,
                        polish_any=True, round_samples=8, round_wrong=3)
-
-    def run(seed):
-        return ADC(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=25))
-
-    for seed in range(3):
-        result = run(seed)
-        assert result.exact_match and result.steps_run == result.success_step < 25, (seed, result.metrics)
+    for result in _assert_recovers_and_repeats(tiny_lm, config, target):
         assert sum(result.history["relax/rounded"]) > 0  # measured: 2, 5 and 3 roundings
-        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
-    first, again = run(0), run(0)
-    assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
 
 
 def _stepped_optimizer(relaxed):
@@ -510,19 +498,9 @@ def test_adc_share_moves_nothing_when_the_worst_window_is_the_best_prompt():
 
 def test_adc_with_sharing_recovers_a_planted_prompt_and_repeats_with_the_seed(tiny_lm, planted_target):
     target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
-    config = ADCConfig(eval_every=1000, share_every=2)
-
-    def run(seed):
-        return ADC(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=25))
-
-    for seed in range(3):
-        result = run(seed)
-        assert result.exact_match and result.steps_run == result.success_step < 25, (seed, result.metrics)
+    for result in _assert_recovers_and_repeats(tiny_lm, ADCConfig(eval_every=1000, share_every=2), target):
         shares = result.history["relax/shared"]
         assert shares[0::2] == [0.0] * len(shares[0::2]) and sum(shares) > 0  # only on even steps, and some moved
-        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
-    first, again = run(0), run(0)
-    assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
 
 
 @pytest.mark.parametrize("prune_to, kept", [(1, [0, 2]), (3, [0, 2, 3])])
@@ -651,17 +629,8 @@ def test_adc_with_a_chain_recovers_a_planted_prompt_and_repeats_with_the_seed(ti
     # Measured over seeds 0-5 at pull 0.1: successes at steps 3-21 (chain always) and 4-20 on five (chain_wrong 1),
     # where plain ADC succeeds at 8-15 on five of them; at pull 0.5 seed 1 misses in 25 steps.
     config = ADCConfig(eval_every=1000, chain_width=8, polish_topk=8, chain_wrong=chain_wrong, chain_pull=0.1)
-
-    def run(seed):
-        return ADC(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=25))
-
-    for seed in range(3):
-        result = run(seed)
-        assert result.exact_match and result.steps_run == result.success_step < 25, (seed, result.metrics)
-        assert tiny_lm.greedy_generate(torch.tensor([result.prompt_ids]), 3)[0].tolist() == list(target)
+    for result in _assert_recovers_and_repeats(tiny_lm, config, target):
         assert sum(result.history["relax/chained"]) >= 1
-    first, again = run(0), run(0)
-    assert first.seeded_history() == again.seeded_history() and first.prompt_ids == again.prompt_ids
 
 
 @pytest.mark.parametrize("width, every, chain_wrong, step, wrong, due", [
