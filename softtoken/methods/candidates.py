@@ -41,9 +41,9 @@ def sample_candidates(current: torch.Tensor, grad: torch.Tensor, *, search_width
 
 def sample_row_swaps(current: torch.Tensor, rows: torch.Tensor, count: int,
                      generator: torch.Generator) -> torch.Tensor:
-    """Up to `count` single swaps (N, L) of `current` (L,), drawn from relaxed rows (L, V) (each a distribution
-    over the prompt vocabulary): a position uniformly among those whose row holds mass off the current token,
-    then a token from that row without the current one. (0, L) when every row is one-hot at `current`."""
+    """`count` single swaps (count, L) of `current` (L,), drawn from relaxed rows (L, V) (each a distribution over
+    the prompt vocabulary): a position uniformly among those whose row holds mass off the current token, then a
+    token from that row without the current one; draws may repeat. (0, L) when every row is one-hot at `current`."""
     weights = rows.clamp_min(0).scatter(1, current[:, None], 0.0)  # (L, V)
     open_rows = (weights.sum(-1) > 0).nonzero().flatten()  # (P,)
     if open_rows.numel() == 0 or count == 0:
