@@ -105,7 +105,7 @@ class ADCConfig:
     # prompt's argmax; the chain moves to the lowest loss (an exact one is a hit), and the prompt's rows are pulled
     # toward it, X <- (1 - `chain_pull`) X + `chain_pull` one_hot(chain). Only every `chain_every` steps (a chain
     # step of 16 swaps costs 1.4-1.5 ADC steps on a CPU) and while the prompt has at most `chain_wrong` wrong target
-    # tokens (None: always). Level with the preset on the natural set (docs/benchmarks.md §6). 0: off.
+    # tokens (None: always). Below the preset on the hard natural targets (docs/benchmarks.md §6). 0: off.
     chain_width: int = 0  # swaps scored per chain step, >= 0
     chain_every: int = 1  # steps between chain steps, >= 1
     chain_wrong: int | None = None  # >= 0
