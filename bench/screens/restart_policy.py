@@ -13,11 +13,10 @@ Usage: python bench/screens/restart_policy.py [STORE LABEL]  (adds a screen's pr
 """
 
 import bisect
-import json
 import statistics
 import sys
 
-from hit_rates import exact, read_records, seconds_to_success
+from hit_rates import exact, history, read_records, seconds_to_success
 
 BUDGET = 180.0
 POOL = {"bench/results/natural": ("adc-s10-polish",), "bench/results/natural-seeds": ("adc-polish",),
@@ -44,10 +43,10 @@ def step_seconds(history: dict) -> list[float]:
 
 
 def run_summary(record: dict) -> dict:
-    history = json.load(open(f"{record['store']}/{record['history_file']}"))
+    keys = history(record)
     return {"success": seconds_to_success(record, float("inf")) if exact(record) else float("inf"),
-            "losses": list(zip(step_seconds(history), history["loss/target_best"])),
-            "lcs": list(zip(history["eval/seconds"], history["eval/lcs_ratio"]))}
+            "losses": list(zip(step_seconds(keys), keys["loss/target_best"])),
+            "lcs": list(zip(keys["eval/seconds"], keys["eval/lcs_ratio"]))}
 
 
 def lowest_loss(run: dict, check: float) -> float:
