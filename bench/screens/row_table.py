@@ -67,6 +67,9 @@ def main() -> None:
     if len(sys.argv) < 3 or not all(part.isdigit() for part in sys.argv[1].split(",")):
         sys.exit(f"usage: row_table.py SEEDS STORE:LABEL [STORE:LABEL ...]; got {sys.argv[1:]}")
     seeds = sorted(int(part) for part in sys.argv[1].split(","))
+    for row in sys.argv[2:]:
+        if ":" not in row:
+            sys.exit(f"row_table.py: a row is STORE:LABEL (or STORE:LABEL+STORE2), got {row!r}")
     rows = {row: row_runs(row, set(seeds)) for row in sys.argv[2:]}
     targets = sorted({target for _, target in next(iter(rows.values()))})
     print("| target | " + " | ".join(rows) + " |")

@@ -15,7 +15,7 @@ Usage: python bench/screens/switch_policy.py [STORE]  (default bench/results/scr
 import statistics
 import sys
 
-from hit_rates import read_records, seconds_to_success
+from hit_rates import screen_runs, seconds_to_success
 from restart_policy import BUDGET, CHECKS, lowest_loss, run_summary
 
 LOSS_LIMITS = (0.6, 0.8, 0.9, 1.0, 1.1, 1.2)  # switch when the lowest loss so far is above
@@ -38,10 +38,10 @@ def hits_per_seed(adc: dict, gcg: dict, check: float, limit: float) -> tuple[lis
 
 def main() -> None:
     store = sys.argv[1] if len(sys.argv) == 2 else "bench/results/screen-threads-baseline"
-    records = read_records({store: ("adc-polish", "gcg-fast")})
-    seeds = sorted(seed for label, seed in records if label == "adc-polish" and ("gcg-fast", seed) in records)
-    adc = {seed: {t: run_summary(r) for t, r in records[("adc-polish", seed)].items()} for seed in seeds}
-    gcg = {seed: records[("gcg-fast", seed)] for seed in seeds}
+    adc_runs, gcg_runs = screen_runs(store, "adc-polish"), screen_runs(store, "gcg-fast")
+    seeds = sorted(adc_runs.keys() & gcg_runs.keys())
+    adc = {seed: {t: run_summary(r) for t, r in adc_runs[seed].items()} for seed in seeds}
+    gcg = {seed: gcg_runs[seed] for seed in seeds}
     alone = [sum(run["success"] <= BUDGET for run in adc[seed].values()) for seed in seeds]
     union = [sum(run["success"] <= BUDGET or seconds_to_success(gcg[seed].get(t), BUDGET) <= BUDGET
                  for t, run in adc[seed].items()) for seed in seeds]
