@@ -36,9 +36,9 @@ from softtoken.configcheck import check_types
 from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
-from softtoken.methods.candidates import sample_candidates, sample_row_swaps, score_candidates
+from softtoken.methods.candidates import sample_candidates, sample_row_swaps, score_candidates, token_swaps
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
-from softtoken.methods.starts import target_rotations
+from softtoken.methods.starts import prompt_indices, target_rotations
 from softtoken.objectives import ObjectiveContext, TargetCE
 from softtoken.objectives.target import REDUCTIONS, TOKEN_LOSSES
 from softtoken.relax import simplex_start
@@ -110,6 +110,12 @@ class ADCConfig:
     chain_every: int = 1  # steps between chain steps, >= 1
     chain_wrong: int | None = None  # >= 0
     chain_pull: float = 0.5  # in [0, 1]
+    # Copy swaps (issue 12): the model copies from its context (digits, names, code), and on ADC's near misses a
+    # single swap to one of the target's own tokens lowers the wrong count as often as a swap from the gradient's
+    # top-k (docs/benchmarks.md §6). With this on, each discrete prompt of the batch with at most `polish_wrong`
+    # wrong target tokens has all its swaps to a target token (at most L * T) scored, once per distinct prompt: an
+    # exact one is a hit, and otherwise the lowest-loss one replaces the prompt when it is lower, as in the polish.
+    copy_swaps: bool = False
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -245,6 +251,7 @@ class ADC(ConfiguredMethod):
         window_loss = torch.zeros(cfg.batch_size, device=lm.device)  # (B,) summed since the last share
         prior = self._prior_weights(lm.device)  # (B,) each prompt's fluency weight
         chains = DiscreteChains.unstarted(cfg.batch_size, problem.prompt_length, lm.device)
+        copy_tokens, copied = prompt_indices(lm, problem.target_ids).unique(), set()  # (K,), prompts already tried
         for step in run.steps():
             with lm.compute(cfg.compute_dtype, compiled=cfg.compile_model):
                 losses, predictions, fluency = self._losses(objective, lm, relaxed, run.context)  # (B,), (B, T), (B,)
@@ -284,9 +291,15 @@ class ADC(ConfiguredMethod):
                 hits = hits | self._polish(run, objective, optimizer, relaxed, chosen, prompts, losses[chosen].item())
             elif chained:
                 hits = hits | self._chain_step(run, objective, relaxed, best, prompts, chains)
+            if cfg.copy_swaps:  # not the prompt polished this step: its loss is stale until the next
+                unpolished = torch.arange(hits.numel(), device=hits.device) != (-1 if chosen is None else chosen)
+                hits = hits | self._copy_swaps(run, objective, optimizer, relaxed, prompts, losses.detach(),
+                                               discrete & (wrong <= polish_wrong) & ~hits & unpolished,
+                                               copy_tokens, copied)
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
                      "relax/support_mean": support.float().mean().item(),
-                     **self._optional_logs(fluency, polished, chained, rounded_any, shared, relaxed.shape[0])})
+                     **self._optional_logs(fluency, polished, chained, rounded_any, shared, relaxed.shape[0]),
+                     **({"relax/copied": float(len(copied))} if cfg.copy_swaps else {})})
             if hits.any():
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
@@ -345,12 +358,39 @@ class ADC(ConfiguredMethod):
         losses, exact = score_candidates(run, objective, candidates, current, batch_size=64, prefix_cache=True,
                                          compute_dtype=cfg.compute_dtype)  # (N,), (N,)
         hits = torch.zeros(prompts.shape[0], dtype=torch.bool, device=prompts.device)
-        winner = int(exact.nonzero()[0, 0]) if exact.any() else int(losses.argmin())
-        if exact.any() or losses[winner].item() < loss:
-            with torch.no_grad():
-                self._make_discrete(optimizer, relaxed, torch.tensor([best]), candidates[winner][None])
-            prompts[best], hits[best] = candidates[winner], bool(exact[winner])
+        hits[best] = self._take_best_swap(optimizer, relaxed, best, prompts, candidates, losses, exact, loss)
         return hits
+
+    def _copy_swaps(self, run: RunHarness, objective: TargetCE, optimizer: torch.optim.SGD, relaxed: torch.Tensor,
+                    prompts: torch.Tensor, losses: torch.Tensor, eligible: torch.Tensor, tokens: torch.Tensor,
+                    copied: set[tuple[int, ...]]) -> torch.Tensor:
+        """Score the swaps to the target's `tokens` (K,) of each `eligible` (B,) prompt of `prompts` (B, L) that is
+        not in `copied` (the prompts already tried; grown here), each taken as in the polish against its loss
+        in `losses` (B,). Returns hits (B,) on `prompts`, so the step's judge confirms them."""
+        hits = torch.zeros_like(eligible)
+        for b in eligible.nonzero().flatten().tolist():
+            key = tuple(prompts[b].tolist())
+            candidates = token_swaps(prompts[b], tokens)  # (N, L)
+            if key in copied or candidates.shape[0] == 0:
+                continue
+            copied.add(key)
+            scores, exact = score_candidates(run, objective, candidates, prompts[b], batch_size=64, prefix_cache=True,
+                                             compute_dtype=self.config.compute_dtype)  # (N,), (N,)
+            hits[b] = self._take_best_swap(optimizer, relaxed, b, prompts, candidates, scores, exact, losses[b].item())
+        return hits
+
+    def _take_best_swap(self, optimizer: torch.optim.SGD, relaxed: torch.Tensor, which: int, prompts: torch.Tensor,
+                        candidates: torch.Tensor, scores: torch.Tensor, exact: torch.Tensor, loss: float) -> bool:
+        """Move prompt `which` (of prompts (B, L) and relaxed) to the first exact candidate (N, L), or else to the
+        lowest of `scores` (N,) when it is below `loss`: written into `prompts`, one-hot, momentum cleared.
+        Returns whether it moved to an exact one (a hit)."""
+        winner = int(exact.nonzero()[0, 0]) if exact.any() else int(scores.argmin())
+        if not (exact.any() or scores[winner].item() < loss):
+            return False
+        with torch.no_grad():
+            self._make_discrete(optimizer, relaxed, torch.tensor([which]), candidates[winner][None])
+        prompts[which] = candidates[winner]
+        return bool(exact[winner])
 
     def _chain_due(self, step: int, wrong: int) -> bool:
         """Whether step `step`'s lowest-loss prompt, with `wrong` wrong target tokens and no polish, takes a chain

@@ -1,6 +1,6 @@
 """Discrete candidate prompts around a current one: drawn from the one-hot gradient's top-k tokens or from relaxed
-rows, and scored (losses and teacher-forced exact matches, in chunks, optionally from the current prompt's keys
-and values, never past the run's deadline). GCG's steps and ADC's polish and chain search with these.
+rows, or every swap to given tokens, and scored (losses and teacher-forced exact matches, in chunks, optionally from the current prompt's keys
+and values, never past the run's deadline). GCG's steps and ADC's polish, chain and copy swaps search with these.
 
     candidates = sample_candidates(current, grad, search_width=64, topk=32, n_replace=1, generator=generator)
     losses, exact = score_candidates(run, objective, candidates, current, batch_size=64, prefix_cache=True,
@@ -52,6 +52,16 @@ def sample_row_swaps(current: torch.Tensor, rows: torch.Tensor, count: int,
     tokens = torch.multinomial(weights[positions], 1, generator=generator).flatten()  # (N,)
     candidates = current.expand(count, -1).clone()  # (N, L)
     return candidates.scatter_(1, positions[:, None], tokens[:, None])
+
+
+def token_swaps(current: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Every single swap (N, L) of `current` (L,) to one of `tokens` (K,) (prompt-vocabulary indices), position by
+    position in the order of `tokens`, less the swaps that change nothing (N <= L * K)."""
+    length, count = current.numel(), tokens.numel()
+    candidates = current.repeat(length * count, 1)  # (L * K, L)
+    positions = torch.arange(length, device=current.device).repeat_interleave(count)  # (L * K,)
+    candidates[torch.arange(length * count, device=current.device), positions] = tokens.repeat(length)
+    return candidates[(candidates != current).any(-1)]
 
 
 @torch.no_grad()

@@ -15,10 +15,15 @@ def target_rotations(lm: SoftLM, target_ids: tuple[int, ...], length: int, owner
     """Every rotation of the target's tokens tiled to `length`, as prompt-vocabulary indices (R, L); rotation r
     ends the prompt on a different target token. Tokens outside the prompt vocabulary are skipped; a target
     with none inside is a one-line error naming `owner`, the setting that asked for this start."""
-    ids = torch.tensor(target_ids, device=lm.device)
-    index = torch.searchsorted(lm.allowed_ids, ids).clamp_max(lm.prompt_vocab_size - 1)  # allowed_ids is sorted
-    usable = index[lm.allowed_ids[index] == ids].tolist()
+    usable = prompt_indices(lm, target_ids).tolist()
     if not usable:
         raise ValueError(f"{owner}: no target token is in the prompt vocabulary; start from random or text instead")
     return torch.tensor([[usable[(shift + i) % len(usable)] for i in range(length)]
                          for shift in range(len(usable))], device=lm.device)  # (R, L)
+
+
+def prompt_indices(lm: SoftLM, ids: tuple[int, ...]) -> torch.Tensor:
+    """Model token ids as prompt-vocabulary indices (K,), in order; ids outside the prompt vocabulary are dropped."""
+    ids_tensor = torch.tensor(ids, dtype=torch.long, device=lm.device)
+    index = torch.searchsorted(lm.allowed_ids, ids_tensor).clamp_max(lm.prompt_vocab_size - 1)  # allowed_ids is sorted
+    return index[lm.allowed_ids[index] == ids_tensor]
