@@ -325,8 +325,8 @@ def build_initial_logits(
 def prompt_index(lm: SoftLM, token_ids: Sequence[int], source: str) -> torch.Tensor:
     """Model token ids -> indices into the prompt vocabulary; ids outside it raise, naming `source`."""
     ids = torch.tensor(list(token_ids), dtype=torch.long, device=lm.device)
-    index = torch.searchsorted(lm.allowed_ids, ids).clamp_max(lm.prompt_vocab_size - 1)
-    missing = ids[lm.allowed_ids[index] != ids].tolist()
+    index, inside = lm.to_prompt_index(ids)
+    missing = ids[~inside].tolist()
     if missing:
         raise ValueError(f"{source}: token ids {missing} are not in the prompt vocabulary")
     return index

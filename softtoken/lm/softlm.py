@@ -169,6 +169,12 @@ class SoftLM:
         """Indices into the prompt vocabulary -> model token ids."""
         return self.allowed_ids[prompt_index]
 
+    def to_prompt_index(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model token ids (...) -> their indices into the prompt vocabulary (...) and whether each id is in it
+        (...); where it is, the inverse of `to_model_ids`."""
+        index = torch.searchsorted(self.allowed_ids, ids).clamp_max(self.prompt_vocab_size - 1)  # allowed_ids is sorted
+        return index, self.allowed_ids[index] == ids
+
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 

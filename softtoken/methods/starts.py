@@ -24,6 +24,5 @@ def target_rotations(lm: SoftLM, target_ids: tuple[int, ...], length: int, owner
 
 def prompt_indices(lm: SoftLM, ids: tuple[int, ...]) -> torch.Tensor:
     """Model token ids as prompt-vocabulary indices (K,), in order; ids outside the prompt vocabulary are dropped."""
-    ids_tensor = torch.tensor(ids, dtype=torch.long, device=lm.device)
-    index = torch.searchsorted(lm.allowed_ids, ids_tensor).clamp_max(lm.prompt_vocab_size - 1)  # allowed_ids is sorted
-    return index[lm.allowed_ids[index] == ids_tensor]
+    index, inside = lm.to_prompt_index(torch.tensor(ids, dtype=torch.long, device=lm.device))
+    return index[inside]
