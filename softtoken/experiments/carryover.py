@@ -43,7 +43,7 @@ def _without_hash(key: str) -> tuple[str, str]:
 def _same_run(point: ConfigPoint, spec: SweepSpec, record: Mapping[str, Any]) -> bool:
     config = record["result"]["config"]
     rehashed = config_hash(record["method"], config, prompt_length=spec.prompt_length, budget=point.budget,
-                           model=spec.model, vocabulary=vocabulary_limits(spec))
+                           model=spec.model, vocabulary=vocabulary_limits(spec), paired_seeds=spec.paired_seeds)
     if rehashed != record["config_hash"]:
         return False
     return _extends(_plain(config), _plain(point.config), _plain(point.defaults))

@@ -19,7 +19,7 @@ from typing import Any
 from softtoken.data.reconstruction import ReconstructionConfig, generate_reconstruction_set, prompt_recovery_metrics
 from softtoken.data.targets import RankKConfig, Target, TargetSet, generate_rank_k, load_targets
 from softtoken.experiments.files import write_json_atomic
-from softtoken.experiments.spec import ConfigPoint, SweepSpec, run_key, run_seed
+from softtoken.experiments.spec import ConfigPoint, SweepSpec, run_key, task_seed
 from softtoken.experiments.store import RunStore
 from softtoken.lm.frame import build_frame
 
@@ -38,7 +38,7 @@ class RunTask:
     config_hash: str
     grid_point: Mapping[str, Any]
     seed: int  # the spec seed (part of the key)
-    run_seed: int  # derived from the key; what the method is seeded with
+    run_seed: int  # derived from the key (with paired_seeds: from seed and target); the method's seed
     target: Mapping[str, Any]  # Target.to_dict()
     prompt_length: int
     steps: int | None
@@ -69,7 +69,8 @@ def expand_tasks(spec: SweepSpec, points: Sequence[ConfigPoint], targets: Target
                 tasks.append(RunTask(
                     key=key, label=point.label, method=point.method, preset=point.preset,
                     options=dict(point.options), config_hash=point.config_hash, grid_point=dict(point.grid_point),
-                    seed=seed, run_seed=run_seed(key), target=target.to_dict(), prompt_length=spec.prompt_length,
+                    seed=seed, run_seed=task_seed(spec, key, seed, target.id, target.context),
+                    target=target.to_dict(), prompt_length=spec.prompt_length,
                     steps=point.budget.steps, seconds=point.budget.seconds, model=spec.model, device=spec.device,
                     dtype=spec.dtype, threads=threads if threads is not None else spec.threads_per_run,
                     forward_tokens=point.budget.forward_tokens, allowed=spec.allowed, banned=spec.banned,

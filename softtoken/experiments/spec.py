@@ -32,7 +32,7 @@ from softtoken.lm.frame import check_frame_options
 from softtoken.lm.token_classes import check_vocabulary_limits
 
 TOP_KEYS = {"name", "kind", "model", "dataset", "prompt_length", "seeds", "budget", "methods", "device", "dtype",
-            "threads_per_run", "allowed", "banned"}
+            "threads_per_run", "allowed", "banned", "paired_seeds"}
 SPEC_KINDS = ("inversion", "latent")  # `kind:` of a spec; inversion when absent (latent: latent_spec.py)
 METHOD_KEYS = {"label", "method", "preset", "options", "grid", "seeds", "budget", "reference"}
 DATASET_KEYS = {"path", "generate", "reconstruction", "limit", "ids", "context"}
@@ -132,6 +132,9 @@ class SweepSpec:
     threads_per_run: int | None = None  # torch threads in each run; None: 1 in worker processes
     allowed: str | None = None  # prompt vocabulary: a token class (ascii, printable, words, decodable), first:N, a file
     banned: tuple[str, ...] = ()  # texts whose tokens leave the prompt vocabulary
+    # Common random numbers: every row's run of a target and seed gets the same run seed (the same random start),
+    # so two rows differ only where their configs act, and a lever that acts rarely shows run by run.
+    paired_seeds: bool = False
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -257,6 +260,7 @@ def parse_spec(data: Any, base_dir: Path = Path(".")) -> SweepSpec:
         device=str(data.get("device", "cpu")), dtype=str(data.get("dtype", "float32")),
         threads_per_run=data.get("threads_per_run"), allowed=data.get("allowed"),
         banned=tuple(data["banned"]) if isinstance(data.get("banned"), list) else data.get("banned", ()),
+        paired_seeds=data.get("paired_seeds", False),
     )
     if errors:
         raise SpecError(errors)
@@ -307,11 +311,12 @@ class ConfigPoint:
 
 
 def config_hash(method: str, config: Mapping[str, Any], *, prompt_length: int, budget: BudgetSpec,
-                model: str | None, vocabulary: Mapping[str, Any] | None = None) -> str:
+                model: str | None, vocabulary: Mapping[str, Any] | None = None, paired_seeds: bool = False) -> str:
     """Stable 12-hex hash of everything besides seed and target that changes a run's outcome. A prompt
-    vocabulary limit enters only when there is one, so the hashes of unlimited runs stay as they were."""
+    vocabulary limit and paired seeds enter only when set, so the hashes of other runs stay as they were."""
     payload = {"method": method, "config": config, "prompt_length": prompt_length, "budget": asdict(budget),
-               "model": model, **({"vocabulary": dict(vocabulary)} if vocabulary else {})}
+               "model": model, **({"vocabulary": dict(vocabulary)} if vocabulary else {}),
+               **({"paired_seeds": True} if paired_seeds else {})}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -360,7 +365,8 @@ def resolve_points(spec: SweepSpec) -> list[ConfigPoint]:
                 label=entry.label, method=runner.name, preset=preset, options=options, grid_point=point,
                 config=config, defaults=field_defaults(runner.config), seeds=entry.seeds or spec.seeds, budget=budget,
                 config_hash=config_hash(runner.name, config, prompt_length=spec.prompt_length, budget=budget,
-                                        model=spec.model, vocabulary=vocabulary_limits(spec)),
+                                        model=spec.model, vocabulary=vocabulary_limits(spec),
+                                        paired_seeds=spec.paired_seeds),
             ))
     if errors:
         raise SpecError(errors)
@@ -378,3 +384,8 @@ def run_key(method: str, config_hash_: str, seed: int, target_id: str, context: 
 def run_seed(key: str) -> int:
     """A 31-bit seed derived from the run key alone, so a run does not depend on order or neighbours."""
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def task_seed(spec: SweepSpec, key: str, seed: int, target_id: str, context: Mapping[str, Any] | None) -> int:
+    """The run seed of run `key`: from the key, or with `paired_seeds` from its seed, target and context alone."""
+    return run_seed(run_key("paired", "-", seed, target_id, context) if spec.paired_seeds else key)

@@ -124,3 +124,33 @@ def test_forward_token_budget_is_parsed_and_validated(tmp_path):
     assert spec.budget.forward_tokens == 500
     with pytest.raises(SpecError, match="forward_tokens"):
         parse_spec({"dataset": "t.txt", "budget": {"forward_tokens": 0}, "methods": [{"method": "dlmi"}]}, tmp_path)
+
+
+def _run_seeds(spec_data, tmp_path):
+    """(label, seed, target id) -> run seed of every task of the spec, over the targets t1 and t2."""
+    from softtoken.data.targets import Target, TargetSet
+    from softtoken.experiments.runner import expand_tasks
+
+    spec = parse_spec(spec_data, tmp_path)
+    targets = TargetSet(targets=tuple(Target(id=name, text=name) for name in ("t1", "t2")))
+    return {(task.label, task.seed, task.target["id"]): task.run_seed
+            for task in expand_tasks(spec, resolve_points(spec), targets)}
+
+
+def test_paired_seeds_give_every_row_the_same_run_seed_for_a_target_and_seed(tmp_path):
+    rows = [{"label": "a", "method": "dlmi"}, {"label": "b", "method": "dlmi", "options": {"temperature": 2.0}}]
+    base = {"dataset": "t.txt", "seeds": [1, 2], "methods": rows}
+    paired, unpaired = _run_seeds({**base, "paired_seeds": True}, tmp_path), _run_seeds(base, tmp_path)
+    for seed in (1, 2):
+        for target in ("t1", "t2"):
+            assert paired["a", seed, target] == paired["b", seed, target]
+            assert unpaired["a", seed, target] != unpaired["b", seed, target]
+    assert len({paired["a", seed, target] for seed in (1, 2) for target in ("t1", "t2")}) == 4
+    hashes = [resolve_points(parse_spec({**base, **extra}, tmp_path))[0].config_hash
+              for extra in ({}, {"paired_seeds": False}, {"paired_seeds": True})]
+    assert hashes[0] == hashes[1] != hashes[2]  # a paired run is another run; unpaired keys stay as they were
+
+
+def test_paired_seeds_must_be_a_bool(tmp_path):
+    with pytest.raises(SpecError, match="paired_seeds"):
+        parse_spec({"dataset": "t.txt", "methods": ["dlmi"], "paired_seeds": "true"}, tmp_path)
