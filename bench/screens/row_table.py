@@ -33,6 +33,8 @@ def cell(record: dict | None) -> str:
 def summary(runs: dict[tuple[int, str], dict], targets: list[str], seeds: list[int]) -> str:
     records = [runs[key] for key in runs if key[1] in targets]
     results = [record["result"] for record in records]
+    if not results:
+        return "no finished run"
     wins = [result for record, result in zip(records, results) if exact(record)]
     chained = [statistics.mean(keys["relax/chained"]) for keys in map(history, records) if "relax/chained" in keys]
     parts = [f"per seed {[sum(exact(runs.get((s, t))) for t in targets) for s in seeds]}",
@@ -71,7 +73,7 @@ def main() -> None:
         if ":" not in row:
             sys.exit(f"row_table.py: a row is STORE:LABEL (or STORE:LABEL+STORE2), got {row!r}")
     rows = {row: row_runs(row, set(seeds)) for row in sys.argv[2:]}
-    targets = sorted({target for _, target in next(iter(rows.values()))})
+    targets = sorted({target for runs in rows.values() for _, target in runs})  # a row cut short lacks some
     print("| target | " + " | ".join(rows) + " |")
     for target in targets:
         print(f"| {target} | " + " | ".join(", ".join(cell(runs.get((s, target))) for s in seeds)

@@ -114,8 +114,10 @@ class ADCConfig:
     # single swap to one of the target's own tokens lowers the wrong count as often as a swap from the gradient's
     # top-k (docs/benchmarks.md §6). With this on, each discrete prompt of the batch with at most `polish_wrong`
     # wrong target tokens has all its swaps to a target token (at most L * T) scored, once per distinct prompt: an
-    # exact one is a hit, and otherwise the lowest-loss one replaces the prompt when it is lower, as in the polish.
+    # exact one is a hit, and otherwise the lowest-loss one replaces the prompt when it is lower, as in the polish
+    # (with `copy_exact_only`, never: the checks then leave ADC's path as it was, bar their time).
     copy_swaps: bool = False
+    copy_exact_only: bool = False
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -376,7 +378,8 @@ class ADC(ConfiguredMethod):
             copied.add(key)
             scores, exact = score_candidates(run, objective, candidates, prompts[b], batch_size=64, prefix_cache=True,
                                              compute_dtype=self.config.compute_dtype)  # (N,), (N,)
-            hits[b] = self._take_best_swap(optimizer, relaxed, b, prompts, candidates, scores, exact, losses[b].item())
+            below = -torch.inf if self.config.copy_exact_only else losses[b].item()  # what a non-exact swap must beat
+            hits[b] = self._take_best_swap(optimizer, relaxed, b, prompts, candidates, scores, exact, below)
         return hits
 
     def _take_best_swap(self, optimizer: torch.optim.SGD, relaxed: torch.Tensor, which: int, prompts: torch.Tensor,

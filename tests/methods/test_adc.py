@@ -274,7 +274,7 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("fluency_prompts", -1), ("fluency_prompts", 1.0), ("balance_rows", "false"), ("balance_rows", 1),
     ("chain_width", -1), ("chain_width", "8"), ("chain_every", 0), ("chain_every", 2.0), ("chain_wrong", -1),
     ("chain_wrong", 2.0), ("chain_pull", 1.5), ("chain_pull", -0.1), ("chain_pull", "0.5"), ("copy_swaps", "true"),
-    ("copy_swaps", 1),
+    ("copy_swaps", 1), ("copy_exact_only", "false"),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
@@ -688,10 +688,12 @@ def test_adc_copy_swaps_score_each_prompts_target_token_swaps_once_and_take_an_e
     assert len(seen) == 1 and prompts[0].tolist() == [3, 4]
 
 
-@pytest.mark.parametrize("loss, moves", [(1.0, False), (10.0, True)])
-def test_adc_copy_swaps_take_the_lowest_loss_swap_only_below_the_prompts_loss(tiny_lm, monkeypatch, loss, moves):
+@pytest.mark.parametrize("loss, exact_only, moves", [(1.0, False, False), (10.0, False, True), (10.0, True, False)])
+def test_adc_copy_swaps_take_the_lowest_loss_swap_only_below_the_prompts_loss(tiny_lm, monkeypatch, loss, exact_only,
+                                                                               moves):
     current = torch.tensor([3, 4])
     relaxed, optimizer, _, method, run = _copy_state(tiny_lm, current, (7, 8))
+    method = ADC(ADCConfig(copy_swaps=True, copy_exact_only=exact_only))
     before = relaxed.detach().clone()
     monkeypatch.setattr(adc_module, "score_candidates", lambda run, objective, candidates, *args, **kwargs: (
         torch.tensor([6.0, 5.0, 7.0, 8.0]), torch.zeros(4, dtype=torch.bool)))  # [8, 4] scores lowest
@@ -711,3 +713,16 @@ def test_adc_with_copy_swaps_recovers_a_planted_prompt_and_repeats_with_the_seed
     results = _assert_recovers_and_repeats(tiny_lm, config, target, steps=40)
     assert max(max(result.history["relax/copied"]) for result in results) >= 1
 
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_adc_exact_only_copy_swaps_leave_the_path_as_it_was_until_a_hit(tiny_lm, planted_target, seed):
+    target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
+    base = ADCConfig(eval_every=1000, support_max=2, polish_width=16, polish_topk=8, polish_wrong=1)
+    problem = Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed)
+    plain = ADC(base).run(problem, Budget(steps=25))
+    copying = ADC(dataclasses.replace(base, copy_swaps=True, copy_exact_only=True)).run(problem, Budget(steps=25))
+    steps = len(copying.history["loss/target"])
+    assert copying.history["loss/target"] == plain.history["loss/target"][:steps]
+    assert copying.history["relax/polished"] == plain.history["relax/polished"][:steps]
+    assert steps == len(plain.history["loss/target"]) or copying.exact_match
