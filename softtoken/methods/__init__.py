@@ -1,6 +1,6 @@
 """Inversion methods behind one interface: run(Problem, Budget) -> Result."""
 
-from softtoken.methods.adc import ADC, ADCConfig, adc_default, adc_polish, adc_sparse
+from softtoken.methods.adc import ADC, ADCConfig, adc_copy, adc_default, adc_polish, adc_sparse
 from softtoken.methods.base import (
     METHODS,
     Budget,
@@ -56,6 +56,7 @@ __all__ = [
     "Tracker",
     "adc_default",
     "adc_polish",
+    "adc_copy",
     "adc_sparse",
     "anneal_inversion",
     "build_method",

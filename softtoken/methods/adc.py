@@ -561,3 +561,11 @@ def adc_polish() -> ADCConfig:
     GCG step (64 single swaps from the top-32 of the gradient ADC already took, kept when one lowers the
     loss). Every success of its screen ended on a polished step (docs/benchmarks.md §6)."""
     return replace(adc_sparse(), polish_width=64, polish_topk=32, polish_wrong=None)
+
+
+def adc_copy() -> ADCConfig:
+    """`adc-polish` with copy swaps: each discrete near miss's swaps to the target's own tokens, scored once. On
+    the 8 hard natural targets, paired with `adc-polish` (the same random starts), 5 of 16 against 1, and no run
+    lost (docs/benchmarks.md §6, "Copy swaps"); not yet measured over the whole set's seeds, so not the winner."""
+    return replace(adc_polish(), copy_swaps=True)
+

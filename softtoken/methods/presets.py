@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
-from softtoken.methods.adc import adc_default, adc_polish, adc_sparse
+from softtoken.methods.adc import adc_copy, adc_default, adc_polish, adc_sparse
 from softtoken.methods.base import get_method_class
 from softtoken.methods.dlmi import DLMIConfig, dlmi_demo, dlmi_paper, dlmi_paper_free
 from softtoken.methods.gcg import GCGConfig, gcg_combo, gcg_fast, gcg_paper_lmi, gcg_target
@@ -51,6 +51,7 @@ PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {
     "adc": ("adc", adc_default),
     "adc-sparse": ("adc", adc_sparse),
     "adc-polish": ("adc", adc_polish),
+    "adc-copy": ("adc", adc_copy),
 }
 
 

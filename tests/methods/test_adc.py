@@ -301,6 +301,12 @@ def test_adc_polish_preset_is_adc_sparse_with_the_discrete_polish():
     assert method == "adc" and config == expected and get_preset("adc-sparse")[1].polish_width == 0
 
 
+def test_adc_copy_preset_is_adc_polish_with_copy_swaps():
+    method, config = get_preset("adc-copy")
+    assert method == "adc" and config == dataclasses.replace(get_preset("adc-polish")[1], copy_swaps=True)
+    assert not get_preset("adc-polish")[1].copy_swaps and not config.copy_exact_only
+
+
 def test_adc_sparse_keeps_fewer_tokens_a_row_for_the_same_wrong_count():
     wrong = torch.arange(11)  # 0..10 wrong of 10
     sparse, dense = support_size(wrong, 10, 10), support_size(wrong, 10, 100)
