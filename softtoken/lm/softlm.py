@@ -62,7 +62,7 @@ class SoftLM:
         self.device, self.dtype = self.embedding.device, self.embedding.dtype
         if allowed_ids is None:
             allowed_ids = prompt_vocabulary(tokenizer, self.embedding.shape[0])
-        self.allowed_ids = allowed_ids.to(self.device)  # (V,)
+        self.allowed_ids = allowed_ids.to(self.device).contiguous()  # (V,)
         # float32 copy of the allowed rows: soft mixtures over ~50k rows lose precision in bf16.
         self.prompt_matrix = self.embedding.detach()[self.allowed_ids].float()  # (V, D)
         self._low_precision_rows: dict[torch.dtype, torch.Tensor] = {}  # compute-dtype copies, made on first use
@@ -81,7 +81,7 @@ class SoftLM:
     def restricted(self, allowed_ids: torch.Tensor) -> SoftLM:
         """This model with another prompt vocabulary (sorted model ids); everything else shared."""
         view = copy.copy(self)
-        view.allowed_ids = allowed_ids.to(self.device)
+        view.allowed_ids = allowed_ids.to(self.device).contiguous()  # searchsorted wants a contiguous boundary
         view.prompt_matrix = self.embedding.detach()[view.allowed_ids].float()
         view._low_precision_rows = {}
         return view
