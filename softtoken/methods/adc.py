@@ -294,15 +294,16 @@ class ADC(ConfiguredMethod):
                 hits = hits | self._polish(run, objective, optimizer, relaxed, chosen, prompts, losses[chosen].item())
             elif chained:
                 hits = hits | self._chain_step(run, objective, relaxed, best, prompts, chains)
-            if cfg.copy_swaps:  # not the prompt polished this step: its loss is stale until the next
-                unpolished = torch.arange(hits.numel(), device=hits.device) != (-1 if chosen is None else chosen)
-                hits = hits | self._copy_swaps(run, objective, optimizer, relaxed, prompts, losses.detach(),
-                                               discrete & (wrong <= polish_wrong) & ~hits & unpolished,
+            if cfg.copy_swaps:
+                eligible = discrete & (wrong <= polish_wrong) & ~hits
+                if polished:  # its loss is stale until the next step
+                    eligible[chosen] = False
+                hits = hits | self._copy_swaps(run, objective, optimizer, relaxed, prompts, losses.detach(), eligible,
                                                copy_tokens, copied)
             run.log({"loss/target": loss.item(), "loss/target_best": losses.min().item(),
                      "relax/support_mean": support.float().mean().item(),
-                     **self._optional_logs(fluency, polished, chained, rounded_any, shared, relaxed.shape[0]),
-                     **({"relax/copied": float(len(copied))} if cfg.copy_swaps else {})})
+                     **self._optional_logs(fluency, polished, chained, rounded_any, shared, relaxed.shape[0],
+                                           len(copied))})
             if hits.any():
                 run.evaluate_many(prompts[hits])
             elif step % cfg.eval_every == 0 or step == run.max_steps:
@@ -320,12 +321,13 @@ class ADC(ConfiguredMethod):
         return self._with_target_starts(run, objective, start).requires_grad_(True)
 
     def _optional_logs(self, fluency: torch.Tensor | None, polished: bool, chained: bool, rounded: torch.Tensor,
-                       shared: bool, batch: int) -> dict[str, float]:
+                       shared: bool, batch: int, copied: int) -> dict[str, float]:
         """The history keys of the options that are on; the presets' histories keep only the common keys."""
         cfg = self.config
         return {**({"loss/fluency": fluency.mean().item()} if fluency is not None else {}),
                 **({"relax/polished": float(polished)} if cfg.polish_width else {}),
                 **({"relax/chained": float(chained)} if cfg.chain_width else {}),
+                **({"relax/copied": float(copied)} if cfg.copy_swaps else {}),
                 **({"relax/rounded": float(rounded.sum())} if cfg.round_samples else {}),
                 **({"relax/shared": float(shared)} if cfg.share_every else {}),
                 **({"relax/batch": float(batch)} if cfg.prune_every else {})}
@@ -373,10 +375,12 @@ class ADC(ConfiguredMethod):
         hits = torch.zeros_like(eligible)
         for b in eligible.nonzero().flatten().tolist():
             key = tuple(prompts[b].tolist())
-            candidates = token_swaps(prompts[b], tokens)  # (N, L)
-            if key in copied or candidates.shape[0] == 0:
+            if key in copied:
                 continue
             copied.add(key)
+            candidates = token_swaps(prompts[b], tokens)  # (N, L)
+            if candidates.shape[0] == 0:
+                continue
             scores, exact = score_candidates(run, objective, candidates, prompts[b], batch_size=64, prefix_cache=True,
                                              compute_dtype=self.config.compute_dtype)  # (N,), (N,)
             below = -torch.inf if self.config.copy_exact_only else losses[b].item()  # what a non-exact swap must beat
@@ -569,4 +573,3 @@ def adc_copy() -> ADCConfig:
     the natural set, paired with `adc-polish` (the same random starts), 28 against 21 of 40 over two seeds: 8 runs
     gained, 1 lost (docs/benchmarks.md §6, "Copy swaps"); two seeds are too few to make it the named winner."""
     return replace(adc_polish(), copy_swaps=True)
-
