@@ -17,8 +17,10 @@ def first_difference(a: list[float], b: list[float]) -> int | None:
 
 
 def outcome(record: dict) -> str:
-    result = record["result"]
-    return f"{'hit' if result['metrics']['eval/exact_match'] else 'miss'} at step {result['steps_run']}"
+    """Hit or miss, at which step, and with copy swaps how many distinct prompts had them scored."""
+    result, copied = record["result"], history(record).get("relax/copied")
+    tried = f", {copied[-1]:.0f} copied" if copied else ""
+    return f"{'hit' if result['metrics']['eval/exact_match'] else 'miss'} at step {result['steps_run']}{tried}"
 
 
 def main() -> None:
