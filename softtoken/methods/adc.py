@@ -115,9 +115,12 @@ class ADCConfig:
     # top-k (docs/benchmarks.md §6). With this on, each discrete prompt of the batch with at most `polish_wrong`
     # wrong target tokens has all its swaps to a target token (at most L * T) scored, once per distinct prompt: an
     # exact one is a hit, and otherwise the lowest-loss one replaces the prompt when it is lower, as in the polish
-    # (with `copy_exact_only`, never: the checks then leave ADC's path as it was, bar their time).
+    # (with `copy_exact_only`, never: the checks then leave ADC's path as it was, bar their time). `copy_wrong` set:
+    # every prompt with at most that many wrong target tokens under the step's forward, discrete or not (a relaxed
+    # one's argmax is what is scored), since most of the preset's misses never hold a discrete near miss.
     copy_swaps: bool = False
     copy_exact_only: bool = False
+    copy_wrong: int | None = None  # >= 0, needs copy_swaps; None: the polish's rule above
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -142,9 +145,11 @@ class ADCConfig:
         if not self.init_std >= 0:
             raise ValueError(f"ADCConfig.init_std must be >= 0, got {self.init_std}")
         for name in ("support_samples", "polish_width", "polish_wrong", "round_samples", "round_wrong", "share_every",
-                     "prune_every", "chain_width", "chain_wrong"):
+                     "prune_every", "chain_width", "chain_wrong", "copy_wrong"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"ADCConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.copy_wrong is not None and not self.copy_swaps:
+            raise ValueError(f"ADCConfig.copy_wrong needs copy_swaps: true, got copy_wrong={self.copy_wrong}")
         if not 0 <= self.target_starts <= self.batch_size:
             raise ValueError(f"ADCConfig.target_starts must be in [0, batch_size={self.batch_size}], "
                              f"got {self.target_starts}")
@@ -295,7 +300,7 @@ class ADC(ConfiguredMethod):
             elif chained:
                 hits = hits | self._chain_step(run, objective, relaxed, best, prompts, chains)
             if cfg.copy_swaps:
-                eligible = discrete & (wrong <= polish_wrong) & ~hits
+                eligible = self._copy_eligible(discrete, wrong, polish_wrong) & ~hits
                 if polished:  # its loss is stale until the next step
                     eligible[chosen] = False
                 hits = hits | self._copy_swaps(run, objective, optimizer, relaxed, prompts, losses.detach(), eligible,
@@ -365,6 +370,12 @@ class ADC(ConfiguredMethod):
         hits = torch.zeros(prompts.shape[0], dtype=torch.bool, device=prompts.device)
         hits[best] = self._take_best_swap(optimizer, relaxed, best, prompts, candidates, losses, exact, loss)
         return hits
+
+    def _copy_eligible(self, discrete: torch.Tensor, wrong: torch.Tensor, polish_wrong: int) -> torch.Tensor:
+        """Which prompts (B,) get copy swaps, from whether each is `discrete` (B,) and its `wrong` (B,) count."""
+        if self.config.copy_wrong is None:
+            return discrete & (wrong <= polish_wrong)
+        return wrong <= self.config.copy_wrong
 
     def _copy_swaps(self, run: RunHarness, objective: TargetCE, optimizer: torch.optim.SGD, relaxed: torch.Tensor,
                     prompts: torch.Tensor, losses: torch.Tensor, eligible: torch.Tensor, tokens: torch.Tensor,

@@ -274,11 +274,16 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("fluency_prompts", -1), ("fluency_prompts", 1.0), ("balance_rows", "false"), ("balance_rows", 1),
     ("chain_width", -1), ("chain_width", "8"), ("chain_every", 0), ("chain_every", 2.0), ("chain_wrong", -1),
     ("chain_wrong", 2.0), ("chain_pull", 1.5), ("chain_pull", -0.1), ("chain_pull", "0.5"), ("copy_swaps", "true"),
-    ("copy_swaps", 1), ("copy_exact_only", "false"),
+    ("copy_swaps", 1), ("copy_exact_only", "false"), ("copy_wrong", -1), ("copy_wrong", 2.0),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
         dataclasses.replace(ADCConfig(), **{field: bad})
+
+
+def test_adc_config_rejects_copy_wrong_without_copy_swaps():
+    with pytest.raises(ValueError, match="ADCConfig.copy_wrong needs copy_swaps: true, got copy_wrong=2"):
+        ADCConfig(copy_wrong=2)
 
 
 def test_adc_preset_is_locked():
@@ -711,11 +716,33 @@ def test_adc_copy_swaps_take_the_lowest_loss_swap_only_below_the_prompts_loss(ti
     assert torch.equal(relaxed.detach(), before) is not moves
 
 
-def test_adc_with_copy_swaps_recovers_a_planted_prompt_and_repeats_with_the_seed(tiny_lm, planted_target):
+@pytest.mark.parametrize("copy_wrong, wrong, expected", [
+    (None, [0, 1, 1, 2], [True, False, True, False]), (2, [0, 1, 1, 3], [True, True, True, False]),
+    (0, [0, 0, 1, 1], [True, True, False, False]),
+])
+def test_adc_copy_swaps_go_to_discrete_near_misses_or_with_copy_wrong_to_any_prompt(copy_wrong, wrong, expected):
+    method = ADC(ADCConfig(copy_swaps=True, copy_wrong=copy_wrong))
+    discrete = torch.tensor([True, False, True, True])
+    assert method._copy_eligible(discrete, torch.tensor(wrong), polish_wrong=1).tolist() == expected
+
+
+def test_adc_copy_wrong_scores_the_relaxed_prompts_argmax_from_the_first_step(tiny_lm, planted_target):
+    target = planted_target(plant_seed=3, prompt_length=4, target_length=3)
+    problem = Problem(lm=tiny_lm, target_ids=target, prompt_length=4, seed=0)
+    config = ADCConfig(eval_every=1000, support_max=2, polish_width=16, polish_topk=8, polish_wrong=1, copy_swaps=True)
+    first = ADC(config).run(problem, Budget(steps=1))
+    every = ADC(dataclasses.replace(config, copy_wrong=3)).run(problem, Budget(steps=1))
+    assert first.history["relax/copied"] == [0.0]  # the random starts are dense: no discrete near miss
+    assert every.history["relax/copied"] == [float(config.batch_size)]  # each start's argmax, distinct
+
+
+@pytest.mark.parametrize("copy_wrong", [None, 3])
+def test_adc_with_copy_swaps_recovers_a_planted_prompt_and_repeats_with_the_seed(tiny_lm, planted_target, copy_wrong):
     target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
     # Measured over seeds 0-7: successes at steps 4-36, where the polish alone succeeds at 4-35 (seed 2: 36
     # against 13; the planted prompt holds no target token, so the swaps it takes lead elsewhere).
-    config = ADCConfig(eval_every=1000, support_max=2, polish_width=16, polish_topk=8, polish_wrong=1, copy_swaps=True)
+    config = ADCConfig(eval_every=1000, support_max=2, polish_width=16, polish_topk=8, polish_wrong=1, copy_swaps=True,
+                       copy_wrong=copy_wrong)
     results = _assert_recovers_and_repeats(tiny_lm, config, target, steps=40)
     assert max(max(result.history["relax/copied"]) for result in results) >= 1
 
