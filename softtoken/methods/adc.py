@@ -117,7 +117,8 @@ class ADCConfig:
     # exact one is a hit, and otherwise the lowest-loss one replaces the prompt when it is lower, as in the polish
     # (with `copy_exact_only`, never: the checks then leave ADC's path as it was, bar their time). `copy_wrong` set:
     # every prompt with at most that many wrong target tokens under the step's forward, discrete or not (a relaxed
-    # one's argmax is what is scored), since most of the preset's misses never hold a discrete near miss.
+    # one's argmax is what is scored), since most of the preset's misses never hold a discrete near miss. Below
+    # `adc-copy` on the hard natural targets: the scoring took three quarters of the steps (docs/benchmarks.md §6).
     copy_swaps: bool = False
     copy_exact_only: bool = False
     copy_wrong: int | None = None  # >= 0, needs copy_swaps; None: the polish's rule above
