@@ -1,8 +1,8 @@
 """Two rows of a paired screen (`paired_seeds: true`, docs/benchmarks.md §6, "Copy swaps"), run by run: each row's
 outcome and steps, and the first step at which their loss histories differ ("same" when one is a prefix of the
 other: the rows took the same path, step for step, until one of them stopped); then the count of runs that each
-row alone inverted. Under paired seeds a row whose
-option leaves the path alone until a hit differs from the other only where the option acted.
+row alone inverted. Under paired seeds a row whose option leaves the path alone until a hit differs from the other
+only where the option acted.
 
 Usage: python bench/screens/paired_paths.py STORE LABEL_A LABEL_B
 """
