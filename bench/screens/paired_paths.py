@@ -17,11 +17,16 @@ def first_difference(a: list[float], b: list[float]) -> int | None:
     return next((step + 1 for step, (x, y) in enumerate(zip(a, b)) if x != y), None)
 
 
+def inverted(record: dict) -> bool:
+    """Whether the run ended on an exact match."""
+    return bool(record["result"]["metrics"]["eval/exact_match"])
+
+
 def outcome(record: dict) -> str:
     """Hit or miss, at which step, and with copy swaps how many distinct prompts had them scored."""
-    result, copied = record["result"], history(record).get("relax/copied")
+    copied = history(record).get("relax/copied")
     tried = f", {copied[-1]:.0f} copied" if copied else ""
-    return f"{'hit' if result['metrics']['eval/exact_match'] else 'miss'} at step {result['steps_run']}{tried}"
+    return f"{'hit' if inverted(record) else 'miss'} at step {record['result']['steps_run']}{tried}"
 
 
 def main() -> None:
@@ -37,7 +42,7 @@ def main() -> None:
             a, b = runs_a[seed][target], runs_b[seed][target]
             step = first_difference(history(a)["loss/target"], history(b)["loss/target"])
             print(f"| {target} | {seed} | {outcome(a)} | {outcome(b)} | {'same' if step is None else step} |")
-            hit_a, hit_b = (record["result"]["metrics"]["eval/exact_match"] for record in (a, b))
+            hit_a, hit_b = inverted(a), inverted(b)
             counts["both" if hit_a and hit_b else first if hit_a else second if hit_b else "neither"] += 1
     print(f"\n{sum(counts.values())} paired runs: both inverted {counts['both']}, only {first} {counts[first]}, "
           f"only {second} {counts[second]}, neither {counts['neither']}")
