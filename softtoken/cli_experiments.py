@@ -181,6 +181,7 @@ def bench(
     limit_targets: Optional[int] = typer.Option(None, help="Only the first N targets (reduced runs)."),
     methods: Optional[str] = typer.Option(None, help="Comma-separated labels to keep (reduced runs)."),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds to keep (reduced runs)."),
+    targets: Optional[str] = typer.Option(None, help="Comma-separated target ids to keep (reduced runs)."),
     workers: int = typer.Option(1, help="Parallel runs; >1 shares the CPU and distorts wall-clock budgets."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
@@ -192,9 +193,10 @@ def bench(
 
     logging.basicConfig(level=logging.WARNING)
     labels = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    target_ids = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
     try:
         spec = bench_spec(with_overrides(load_spec(spec_file), model=model), seconds=seconds, steps=steps,
-                          limit_targets=limit_targets, labels=labels, seeds=_seed_list(seeds))
+                          limit_targets=limit_targets, labels=labels, seeds=_seed_list(seeds), targets=target_ids)
         path = run_bench(spec, out, _backend("local", workers, None, 1.0, 0.0, 0), progress=not quiet)
         write_report(out)
     except USER_ERRORS as err:

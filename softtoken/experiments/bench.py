@@ -24,10 +24,12 @@ logger = logging.getLogger(__name__)
 
 def bench_spec(spec: SweepSpec, *, seconds: float | None = None, steps: int | None = None,
                limit_targets: int | None = None, labels: list[str] | None = None,
-               seeds: list[int] | None = None) -> SweepSpec:
+               seeds: list[int] | None = None, targets: list[str] | None = None) -> SweepSpec:
     """Apply command-line reductions and check that every method shares the spec's budget."""
     if seeds:
         spec = _only_seeds(spec, seeds)
+    if targets:
+        spec = _only_targets(spec, targets)
     if labels:
         unknown = sorted(set(labels) - {m.label for m in spec.methods})
         if unknown:
@@ -56,6 +58,16 @@ def _only_seeds(spec: SweepSpec, seeds: list[int]) -> SweepSpec:
     # Every kept method names its seeds, so the spec's own only matter when some of them were chosen.
     return replace(spec, seeds=tuple(s for s in spec.seeds if s in seeds) or spec.seeds,
                    methods=tuple(replace(m, seeds=tuple(own[m.label])) for m in spec.methods if own[m.label]))
+
+
+def _only_targets(spec: SweepSpec, targets: list[str]) -> SweepSpec:
+    """The spec's runs on those target ids only (a rerun of some targets, e.g. one seed's misses at a new budget).
+    Ids outside a spec's own `dataset.ids` are refused here; the others are checked when the targets load."""
+    if spec.dataset.ids is not None:
+        unknown = [t for t in targets if t not in spec.dataset.ids]
+        if unknown:
+            raise SpecError([f"--targets: unknown target id(s) {unknown}; the spec's ids: {list(spec.dataset.ids)}"])
+    return replace(spec, dataset=replace(spec.dataset, ids=tuple(dict.fromkeys(targets))))
 
 
 def comparison_blocks(spec: SweepSpec, rows: list[RunRow], failed: int) -> list[tuple]:

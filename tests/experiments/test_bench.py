@@ -50,6 +50,27 @@ def test_bench_spec_keeps_only_the_chosen_seeds(tmp_path):
         bench_spec(spec, seeds=[1, 5])
 
 
+def test_bench_spec_keeps_only_the_chosen_targets(tmp_path):
+    spec = parse_spec({"dataset": {"path": "t.txt", "ids": ["t1", "t2", "t3"]}, "budget": {"seconds": 5},
+                       "methods": [{"label": "a", "method": "dlmi"}]}, tmp_path)
+    assert bench_spec(spec, targets=["t3", "t1", "t3"]).dataset.ids == ("t3", "t1")
+    with pytest.raises(SpecError, match=r"unknown target id\(s\) \['t9'\]"):
+        bench_spec(spec, targets=["t1", "t9"])
+    open_spec = parse_spec({"dataset": "t.txt", "budget": {"seconds": 5}, "methods": [
+        {"label": "a", "method": "dlmi"}]}, tmp_path)
+    assert bench_spec(open_spec, targets=["x"]).dataset.ids == ("x",)
+    assert bench_spec(open_spec).dataset.ids is None
+
+
+def test_bench_cli_refuses_unknown_targets_in_one_line(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("dataset: {path: t.txt, ids: [t1]}\nbudget: {seconds: 5}\nmethods: [{label: a, method: dlmi}]\n")
+    result = runner.invoke(app, ["bench", str(spec), "--out", str(tmp_path / "b"), "--targets", "t1,t2"])
+    assert result.exit_code != 0
+    assert "--targets: unknown target id(s) ['t2']; the spec's ids: ['t1']" in result.output
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("seeds", ["a", "0,x", ",", "1.5"])
 def test_bench_cli_refuses_bad_seeds_in_one_line(seeds, tmp_path):
     result = runner.invoke(app, ["bench", str(CPU_SMALL), "--out", str(tmp_path / "b"), "--seeds", seeds])
