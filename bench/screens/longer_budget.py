@@ -2,8 +2,8 @@
 360 s"). Under `paired_seeds` a run's path does not depend on its budget, so a short run's success is a long run's
 success at the same step and only the short row's misses need the long budget. That holds while the code's
 arithmetic is the same: a rerun whose loss history does not start with the short run's whole history took another
-path (a summation order changed between the two commits: the losses differ in the 6th or 7th digit from step 1 and the
-paths part later), and then the seed is only counted where every target has a long run of its own. Per seed: the
+path (the arithmetic summed in another order: the losses differ in the 6th or 7th digit from step 1 and the paths
+part later), and then the seed is only counted where every target has a long run of its own. Per seed: the
 targets inverted by the short budget (the runs' seconds to success) and by the long one, and the successes the
 long budget added.
 
