@@ -1,6 +1,6 @@
 """A paired row at a longer budget beside the same row at a shorter one (docs/benchmarks.md §6, "`adc-copy` at
 360 s"). Under `paired_seeds` a run's path does not depend on its budget, so a short run's success is a long run's
-success at the same step and only the short row's misses need the long budget. That holds while the code's
+success at the same step and only the short row's misses need the long budget. That holds while the
 arithmetic is the same: a rerun whose loss history does not start with the short run's whole history took another
 path (the arithmetic summed in another order: the losses differ in the 6th or 7th digit from step 1 and the paths
 part later), and then the seed is only counted where every target has a long run of its own. Per seed: the
