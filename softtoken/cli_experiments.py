@@ -27,11 +27,16 @@ def _message(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def _items(text: str) -> list[str]:
+    """A comma-separated option's non-empty items, stripped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def _seed_list(seeds: Optional[str]) -> Optional[list[int]]:
     """`--seeds 0,2` as [0, 2]; a value that is not a comma-separated list of integers is a one-line error."""
     if seeds is None:
         return None
-    items = [item.strip() for item in seeds.split(",") if item.strip()]
+    items = _items(seeds)
     if not items or not all(item.lstrip("-").isdigit() for item in items):
         raise ValueError(f"--seeds must be comma-separated integers, e.g. 0,1; got {seeds!r}")
     return [int(item) for item in items]
@@ -192,8 +197,8 @@ def bench(
     from softtoken.experiments.sweep import with_overrides
 
     logging.basicConfig(level=logging.WARNING)
-    labels = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    target_ids = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
+    labels = _items(methods) if methods else None
+    target_ids = _items(targets) if targets else None
     try:
         spec = bench_spec(with_overrides(load_spec(spec_file), model=model), seconds=seconds, steps=steps,
                           limit_targets=limit_targets, labels=labels, seeds=_seed_list(seeds), targets=target_ids)

@@ -9,7 +9,7 @@ Usage: python bench/screens/paired_paths.py STORE LABEL_A LABEL_B
 
 import sys
 
-from hit_rates import history, screen_runs
+from hit_rates import exact, history, screen_runs
 
 
 def first_difference(a: list[float], b: list[float]) -> int | None:
@@ -17,16 +17,11 @@ def first_difference(a: list[float], b: list[float]) -> int | None:
     return next((step + 1 for step, (x, y) in enumerate(zip(a, b)) if x != y), None)
 
 
-def inverted(record: dict) -> bool:
-    """Whether the run ended on an exact match."""
-    return bool(record["result"]["metrics"]["eval/exact_match"])
-
-
 def outcome(record: dict) -> str:
     """Hit or miss, at which step, and with copy swaps how many distinct prompts had them scored."""
     copied = history(record).get("relax/copied")
     tried = f", {copied[-1]:.0f} copied" if copied else ""
-    return f"{'hit' if inverted(record) else 'miss'} at step {record['result']['steps_run']}{tried}"
+    return f"{'hit' if exact(record) else 'miss'} at step {record['result']['steps_run']}{tried}"
 
 
 def main() -> None:
@@ -42,7 +37,7 @@ def main() -> None:
             a, b = runs_a[seed][target], runs_b[seed][target]
             step = first_difference(history(a)["loss/target"], history(b)["loss/target"])
             print(f"| {target} | {seed} | {outcome(a)} | {outcome(b)} | {'same' if step is None else step} |")
-            hit_a, hit_b = inverted(a), inverted(b)
+            hit_a, hit_b = exact(a), exact(b)
             counts["both" if hit_a and hit_b else first if hit_a else second if hit_b else "neither"] += 1
     print(f"\n{sum(counts.values())} paired runs: both inverted {counts['both']}, only {first} {counts[first]}, "
           f"only {second} {counts[second]}, neither {counts['neither']}")
