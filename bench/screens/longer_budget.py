@@ -2,10 +2,10 @@
 360 s"). Under `paired_seeds` a run's path does not depend on its budget, so a short run's success is a long run's
 success at the same step and only the short row's misses need the long budget. That holds while the
 arithmetic is the same: a rerun whose loss history does not start with the short run's whole history took another
-path (the arithmetic summed in another order: the losses differ in the 6th or 7th digit from step 1 and the paths
+path (the arithmetic summed in another order: the losses differ by ~4e-7 relative from step 1 and the paths
 part later), and then the seed is only counted where every target has a long run of its own. Per seed: the
-targets inverted by the short budget (the runs' seconds to success) and by the long one, and the successes the
-long budget added.
+targets inverted by the short budget (the runs' seconds to success) and by the long one, the successes the long
+budget added and the targets it still missed.
 
 Usage: python bench/screens/longer_budget.py SHORT LONG
        (each STORE:LABEL, SHORT possibly pooled as STORE:LABEL+STORE2, as in row_table.py; e.g.
@@ -43,9 +43,20 @@ def seed_row(seed: int, short: dict[str, dict], long: dict[str, dict], seconds: 
     at_short, at_long = sum(early.values()), sum(exact(r) for r in runs.values())
     added = ", ".join(f"{t} {r['result']['wall_time_s']:.0f} s" for t, r in sorted(runs.items())
                       if exact(r) and not early[t]) or "none"
-    kind = f"all {len(runs)} rerun (paths differ from the short runs')" if differ else \
-        f"{len(long)} misses rerun, the same paths"
-    return f"| {seed} | {at_short} / {len(runs)} | {at_long} / {len(runs)} | {kind} | {added} |", at_short, at_long
+    kind = rerun_whole(short, long, early, differ) if differ else f"{len(long)} misses rerun, the same paths"
+    missed = ", ".join(t for t, r in sorted(runs.items()) if not exact(r)) or "none"
+    return (f"| {seed} | {at_short} / {len(runs)} | {at_long} / {len(runs)} | {kind} | {added} | {missed} |",
+            at_short, at_long)
+
+
+def rerun_whole(short: dict[str, dict], long: dict[str, dict], early: dict[str, bool], differ: list[str]) -> str:
+    """A seed run whole: how far its first losses are from the short runs', and the targets whose success by the
+    short budget differs between the two sets of runs."""
+    gap = max(abs(history(long[t])["loss/target"][0] / history(short[t])["loss/target"][0] - 1) for t in differ)
+    only_short = [t for t in sorted(short) if exact(short[t]) and not early[t]]
+    only_long = [t for t in sorted(short) if early[t] and not exact(short[t])]
+    return (f"all {len(long)} rerun; paths differ from the short runs' (step 1's loss by up to {gap:.1e}); "
+            f"by the short budget only the short runs {only_short}, only these {only_long}")
 
 
 def main() -> None:
@@ -55,8 +66,8 @@ def main() -> None:
     short, long = row_runs(sys.argv[1], every_seed), row_runs(sys.argv[2], every_seed)
     with open(f"{sys.argv[1].split(':', 1)[0]}/spec.json") as spec:
         seconds = json.load(spec)["budget"]["seconds"]
-    print(f"| seed | by {seconds:.0f} s | by the long budget | runs | added (seconds to success) |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"| seed | by {seconds:.0f} s | by the long budget | runs | added (seconds to success) | missed |")
+    print("| --- | --- | --- | --- | --- | --- |")
     counted = []
     for seed in sorted({seed for seed, _ in long}):
         line, at_short, at_long = seed_row(seed, {t: r for (s, t), r in short.items() if s == seed},

@@ -1,8 +1,9 @@
 """Several bench rows side by side on the targets of the first and the seeds given (docs/benchmarks.md §6, the chain
 screens): seconds to success per target and seed, then per row the targets inverted per seed, mean LCS and token
-accuracy, the median steps of a miss, the mean steps, the median seconds and forward tokens to success, the median
-forward tokens a second, and (with `chain_width`) the median share of steps that took a chain step; against the
-first row, the ratios of the median seconds and forward tokens on the runs both invert, and their union per seed.
+accuracy, the median steps of a miss, the mean steps, the median seconds and forward tokens to success and how
+many exact prompts paste, the median forward tokens a second, and (with `chain_width`) the median share of steps
+that took a chain step; against the first row, the ratios of the median seconds and forward tokens on the runs both
+invert, and their union per seed.
 
 Usage: python bench/screens/row_table.py SEEDS STORE:LABEL [STORE:LABEL ...]   (SEEDS e.g. 1,2; a row may be
        given twice with two stores, STORE:LABEL+STORE2, whose runs are pooled, e.g. one row split over two specs)
@@ -47,7 +48,8 @@ def summary(runs: dict[tuple[int, str], dict], targets: list[str], seeds: list[i
         parts.append(f"steps of a miss {statistics.median(misses):.0f}")
     if wins:
         parts.append(f"to success {statistics.median(r['wall_time_s'] for r in wins):.1f} s / "
-                     f"{statistics.median(r['forward_tokens'] for r in wins):.0f} tokens")
+                     f"{statistics.median(r['forward_tokens'] for r in wins):.0f} tokens, "
+                     f"{sum(r['metrics']['eval/roundtrip_exact'] for r in wins)} of {len(wins)} paste")
     if chained:
         parts.append(f"chained share {statistics.median(chained):.2f}")
     return ", ".join(parts)
