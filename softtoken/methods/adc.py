@@ -36,7 +36,8 @@ from softtoken.configcheck import check_types
 from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
-from softtoken.methods.candidates import sample_candidates, sample_row_swaps, score_candidates, token_swaps
+from softtoken.methods.candidates import (lowest_estimate_swaps, sample_candidates, sample_row_swaps, score_candidates,
+                                         token_swaps)
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
 from softtoken.methods.starts import prompt_indices, target_rotations
 from softtoken.objectives import ObjectiveContext, TargetCE
@@ -119,9 +120,13 @@ class ADCConfig:
     # every prompt with at most that many wrong target tokens under the step's forward, discrete or not (a relaxed
     # one's argmax is what is scored), since most of the preset's misses never hold a discrete near miss. Below
     # `adc-copy` on the hard natural targets: the scoring took three quarters of the steps (docs/benchmarks.md §6).
+    # `copy_width`: score only that many of a prompt's copy swaps, those the step's gradient ranks first (the
+    # one-hot gradient's first-order loss change, as GCG ranks tokens): at T = 20, L = 20 a prompt has up to 400
+    # copy swaps, and a run that scores them all often makes a third of the steps (docs/benchmarks.md §6).
     copy_swaps: bool = False
     copy_exact_only: bool = False
     copy_wrong: int | None = None  # >= 0, needs copy_swaps; None: the polish's rule above
+    copy_width: int | None = None  # >= 1, needs copy_swaps; None: every copy swap
     loss: str = "crossentropy"  # per target token: crossentropy (ADC's) or margin (max_v log p(v) - log p(y_t))
     loss_reduction: str = "mean"  # over target positions: mean, or mellowmax (weights the worst tokens up)
     compute_dtype: str = "float32"  # forward/backward under autocast; the judge stays float32
@@ -149,8 +154,11 @@ class ADCConfig:
                      "prune_every", "chain_width", "chain_wrong", "copy_wrong"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"ADCConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.copy_wrong is not None and not self.copy_swaps:
-            raise ValueError(f"ADCConfig.copy_wrong needs copy_swaps: true, got copy_wrong={self.copy_wrong}")
+        for name in ("copy_wrong", "copy_width"):
+            if getattr(self, name) is not None and not self.copy_swaps:
+                raise ValueError(f"ADCConfig.{name} needs copy_swaps: true, got {name}={getattr(self, name)}")
+        if self.copy_width is not None and not self.copy_width >= 1:
+            raise ValueError(f"ADCConfig.copy_width must be >= 1 or None, got {self.copy_width}")
         if not 0 <= self.target_starts <= self.batch_size:
             raise ValueError(f"ADCConfig.target_starts must be in [0, batch_size={self.batch_size}], "
                              f"got {self.target_starts}")
@@ -382,8 +390,9 @@ class ADC(ConfiguredMethod):
                     prompts: torch.Tensor, losses: torch.Tensor, eligible: torch.Tensor, tokens: torch.Tensor,
                     copied: set[tuple[int, ...]]) -> torch.Tensor:
         """Score the swaps to the target's `tokens` (K,) of each `eligible` (B,) prompt of `prompts` (B, L) that is
-        not in `copied` (the prompts already tried; grown here), each taken as in the polish against its loss
-        in `losses` (B,). Returns hits (B,) on `prompts`, so the step's judge confirms them."""
+        not in `copied` (the prompts already tried; grown here; with `copy_width`, only the swaps the gradient still
+        in relaxed.grad ranks first), each taken as in the polish against its loss in `losses` (B,). Returns hits
+        (B,) on `prompts`, so the step's judge confirms them."""
         hits = torch.zeros_like(eligible)
         for b in eligible.nonzero().flatten().tolist():
             key = tuple(prompts[b].tolist())
@@ -391,6 +400,8 @@ class ADC(ConfiguredMethod):
                 continue
             copied.add(key)
             candidates = token_swaps(prompts[b], tokens)  # (N, L)
+            if self.config.copy_width is not None:
+                candidates = lowest_estimate_swaps(prompts[b], candidates, relaxed.grad[b], self.config.copy_width)
             if candidates.shape[0] == 0:
                 continue
             scores, exact = score_candidates(run, objective, candidates, prompts[b], batch_size=64, prefix_cache=True,

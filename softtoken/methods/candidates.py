@@ -1,7 +1,7 @@
 """Discrete candidate prompts around a current one: drawn from the one-hot gradient's top-k tokens or from relaxed
-rows, or every swap to given tokens, and scored (losses and teacher-forced exact matches, in chunks, optionally
-from the current prompt's keys and values, never past the run's deadline). GCG's steps and ADC's polish, chain and
-copy swaps search with these.
+rows, or every swap to given tokens (optionally only those the gradient ranks first), and scored (losses and
+teacher-forced exact matches, in chunks, optionally from the current prompt's keys and values, never past the
+run's deadline). GCG's steps and ADC's polish, chain and copy swaps search with these.
 
     candidates = sample_candidates(current, grad, search_width=64, topk=32, n_replace=1, generator=generator)
     losses, exact = score_candidates(run, objective, candidates, current, batch_size=64, prefix_cache=True,
@@ -63,6 +63,18 @@ def token_swaps(current: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     positions = torch.arange(length, device=current.device).repeat_interleave(count)  # (L * K,)
     candidates[torch.arange(length * count, device=current.device), positions] = tokens.repeat(length)
     return candidates[(candidates != current).any(-1)]
+
+
+def lowest_estimate_swaps(current: torch.Tensor, swaps: torch.Tensor, grad: torch.Tensor, width: int) -> torch.Tensor:
+    """Of single swaps (N, L) of `current` (L,), the `width` whose first-order loss change under the one-hot
+    gradient (L, V), grad[p, new] - grad[p, old], is lowest, in their given order (a GCG ranking of a fixed set of
+    swaps, so that only the likeliest are scored); all N, unchanged, when N <= width."""
+    if swaps.shape[0] <= width:
+        return swaps
+    positions = (swaps != current).to(torch.int8).argmax(-1)  # (N,) the changed position of each swap
+    new = swaps.gather(1, positions[:, None]).squeeze(1)  # (N,)
+    estimate = grad[positions, new] - grad[positions, current[positions]]  # (N,)
+    return swaps[estimate.topk(width, largest=False).indices.sort().values]
 
 
 @torch.no_grad()

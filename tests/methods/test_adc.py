@@ -7,7 +7,7 @@ from softtoken.methods import ADC, PRESETS, ADCConfig, Budget, Problem, get_pres
 from softtoken.methods import adc as adc_module
 from softtoken.lm.softlm import has_cxx_compiler
 from softtoken.methods.adc import DiscreteChains, balance_rows_, is_one_hot, project_top_s, support_size
-from softtoken.methods.candidates import sample_row_swaps, token_swaps
+from softtoken.methods.candidates import lowest_estimate_swaps, sample_row_swaps, token_swaps
 from softtoken.methods.starts import prompt_indices
 from softtoken.objectives import Fluency, TargetCE
 from softtoken.objectives.base import ObjectiveContext
@@ -274,16 +274,22 @@ def test_adc_bf16_search_is_judged_in_float32(tiny_lm):
     ("fluency_prompts", -1), ("fluency_prompts", 1.0), ("balance_rows", "false"), ("balance_rows", 1),
     ("chain_width", -1), ("chain_width", "8"), ("chain_every", 0), ("chain_every", 2.0), ("chain_wrong", -1),
     ("chain_wrong", 2.0), ("chain_pull", 1.5), ("chain_pull", -0.1), ("chain_pull", "0.5"), ("copy_swaps", "true"),
-    ("copy_swaps", 1), ("copy_exact_only", "false"), ("copy_wrong", -1), ("copy_wrong", 2.0),
+    ("copy_swaps", 1), ("copy_exact_only", "false"), ("copy_wrong", -1), ("copy_wrong", 2.0), ("copy_width", 4.0),
 ])
 def test_adc_config_rejects_a_bad_value_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=f"ADCConfig.{field}"):
         dataclasses.replace(ADCConfig(), **{field: bad})
 
 
-def test_adc_config_rejects_copy_wrong_without_copy_swaps():
-    with pytest.raises(ValueError, match="ADCConfig.copy_wrong needs copy_swaps: true, got copy_wrong=2"):
-        ADCConfig(copy_wrong=2)
+@pytest.mark.parametrize("field", ["copy_wrong", "copy_width"])
+def test_adc_config_rejects_a_copy_option_without_copy_swaps(field):
+    with pytest.raises(ValueError, match=f"ADCConfig.{field} needs copy_swaps: true, got {field}=2"):
+        ADCConfig(**{field: 2})
+
+
+def test_adc_config_rejects_a_copy_width_below_one():
+    with pytest.raises(ValueError, match="ADCConfig.copy_width must be >= 1 or None, got 0"):
+        ADCConfig(copy_swaps=True, copy_width=0)
 
 
 def test_adc_preset_is_locked():
@@ -716,6 +722,30 @@ def test_adc_copy_swaps_take_the_lowest_loss_swap_only_below_the_prompts_loss(ti
     assert torch.equal(relaxed.detach(), before) is not moves
 
 
+def test_lowest_estimate_swaps_keep_the_swaps_of_lowest_first_order_change_in_their_order():
+    current = torch.tensor([0, 1])
+    swaps = token_swaps(current, torch.tensor([2, 3]))  # [2, 1], [3, 1], [0, 2], [0, 3]
+    grad = torch.tensor([[0.0, 0.0, 0.5, -1.0, 0.0], [0.0, 0.2, -0.3, 0.4, 0.0]])  # changes 0.5, -1, -0.5, 0.2
+    assert lowest_estimate_swaps(current, swaps, grad, 2).tolist() == [[3, 1], [0, 2]]
+    assert lowest_estimate_swaps(current, swaps, grad, 3).tolist() == [[3, 1], [0, 2], [0, 3]]
+    assert lowest_estimate_swaps(current, swaps, grad, 4) is swaps
+
+
+def test_adc_copy_width_scores_only_the_copy_swaps_the_gradient_ranks_first(tiny_lm, monkeypatch):
+    current = torch.tensor([3, 4])
+    relaxed, optimizer, loss, _, run = _copy_state(tiny_lm, current, (9, 10, 9))
+    method = ADC(ADCConfig(copy_swaps=True, copy_width=1))
+    relaxed.grad.zero_()
+    relaxed.grad[0, 1, 7] = -1.0  # [3, 7]: the only swap that lowers the linearised loss
+    seen = []
+    monkeypatch.setattr(adc_module, "score_candidates", lambda run, objective, candidates, *args, **kwargs: (
+        seen.append(candidates.clone()) or torch.full((candidates.shape[0],), 9.0),
+        torch.zeros(candidates.shape[0], dtype=torch.bool)))
+    method._copy_swaps(run, TargetCE(), optimizer, relaxed, current[None].clone(), torch.tensor([loss]),
+                       torch.tensor([True]), torch.tensor([7, 8]), set())
+    assert [candidates.tolist() for candidates in seen] == [[[3, 7]]]
+
+
 @pytest.mark.parametrize("copy_wrong, wrong, expected", [
     (None, [0, 1, 1, 2], [True, False, True, False]), (2, [0, 1, 1, 3], [True, True, True, False]),
     (0, [0, 0, 1, 1], [True, True, False, False]),
@@ -736,13 +766,14 @@ def test_adc_copy_wrong_scores_the_relaxed_prompts_argmax_from_the_first_step(ti
     assert every.history["relax/copied"] == [float(config.batch_size)]  # each start's argmax, distinct
 
 
-@pytest.mark.parametrize("copy_wrong", [None, 3])
-def test_adc_with_copy_swaps_recovers_a_planted_prompt_and_repeats_with_the_seed(tiny_lm, planted_target, copy_wrong):
+@pytest.mark.parametrize("copy_wrong, copy_width", [(None, None), (3, None), (None, 2)])
+def test_adc_with_copy_swaps_recovers_a_planted_prompt_and_repeats_with_the_seed(tiny_lm, planted_target, copy_wrong,
+                                                                                 copy_width):
     target = planted_target(plant_seed=3, prompt_length=2, target_length=3)
     # Measured over seeds 0-7: successes at steps 4-36, where the polish alone succeeds at 4-35 (seed 2: 36
     # against 13; the planted prompt holds no target token, so the swaps it takes lead elsewhere).
     config = ADCConfig(eval_every=1000, support_max=2, polish_width=16, polish_topk=8, polish_wrong=1, copy_swaps=True,
-                       copy_wrong=copy_wrong)
+                       copy_wrong=copy_wrong, copy_width=copy_width)
     results = _assert_recovers_and_repeats(tiny_lm, config, target, steps=40)
     assert max(max(result.history["relax/copied"]) for result in results) >= 1
 
