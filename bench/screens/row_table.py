@@ -15,13 +15,14 @@ import sys
 from hit_rates import exact, history, screen_runs
 
 
-def row_runs(row: str, seeds: set[int]) -> dict[tuple[int, str], dict]:
-    """(seed, target) -> record of the row STORE:LABEL (or STORE:LABEL+STORE2...), only the given seeds."""
+def row_runs(row: str, seeds: set[int] | None) -> dict[tuple[int, str], dict]:
+    """(seed, target) -> record of the row STORE:LABEL (or STORE:LABEL+STORE2...), only the given seeds (None:
+    every seed)."""
     stores, label = row.split(":", 1)[0], row.split(":", 1)[1].split("+")[0]
     runs = {}
     for store in [stores, *row.split(":", 1)[1].split("+")[1:]]:
         for seed, targets in screen_runs(store, label).items():
-            runs.update({(seed, target): record for target, record in targets.items() if seed in seeds})
+            runs.update({(seed, target): record for target, record in targets.items() if seeds is None or seed in seeds})
     return runs
 
 

@@ -21,10 +21,14 @@ from softtoken.api import as_softlm
 SHIFTS = (1, 2, 3)
 
 
+def matching(output: torch.Tensor, target: list[int]) -> int:
+    """How many of the target's tokens `output` (T,) has at their positions."""
+    return sum(a == b for a, b in zip(output.tolist(), target))
+
+
 def right(lm, prompt: torch.Tensor, target: list[int]) -> int:
     """How many of the target's tokens the greedy continuation of `prompt` (model ids) has at their positions."""
-    output = lm.greedy_generate(prompt[None], len(target))[0].tolist()
-    return sum(a == b for a, b in zip(output, target))
+    return matching(lm.greedy_generate(prompt[None], len(target))[0], target)
 
 
 def main() -> None:
@@ -41,7 +45,7 @@ def main() -> None:
             shifted = [right(lm, torch.cat([prompt[k:], output[:k]]), target) for k in SHIFTS]
             misses += 1
             shifted_exact += any(count == len(target) for count in shifted)
-            print(f"{row.split(':', 1)[1].split('+')[0]} seed {seed} {target_id}: {right(lm, prompt, target)} right, "
+            print(f"{row.split(':', 1)[1].split('+')[0]} seed {seed} {target_id}: {matching(output, target)} right, "
                   f"shifted by {SHIFTS}: {shifted}; output {lm.decode(output.tolist())!r}")
     print(f"{misses} misses, {shifted_exact} with an exact shifted prompt")
 
