@@ -3,9 +3,10 @@
 Runs `adc-copy` from a paired screen's start (seed, target) for a fixed number of steps and, at every step, counts
 the wrong target tokens of each relaxed prompt's argmax (one discrete forward, outside the method's path: the run is
 the same step for step). At each step where a relaxed prompt (not one-hot) has at most 2 wrong tokens under its
-mixture, it also scores the discrete prompts nearest that mixture: the best of 64 draws from its rows (token ~ X),
-greedy coordinate descent over its support (each row's other kept tokens, one swap at a time, until no swap lowers
-the loss), and the tokens whose embeddings are nearest the mixture's (L2). Prints one line per near miss and a
+mixture (every fifth step, the one of them with the lowest loss), it also scores the discrete prompts nearest that
+mixture: the best of 32 draws from its rows (token ~ X), greedy coordinate descent over its support (each row's
+other kept tokens, one swap at a time, at most three swaps), and the tokens whose embeddings are nearest the
+mixture's (L2). Prints one line per near miss and a
 summary per target: how often the argmax had at most 1 wrong token, and the median wrong count of each rounding.
 
 Usage: python bench/screens/near_miss_gap.py SEED STEPS TARGET [TARGET ...]   (embedded model, one thread)
@@ -34,10 +35,11 @@ def wrong_and_losses(objective, lm, prompts: torch.Tensor, context) -> tuple[tor
 
 
 def coordinate_descent(objective, lm, rows: torch.Tensor, context) -> int:
-    """Wrong tokens of the prompt that greedy single swaps within the support of rows (L, V) reach from the argmax."""
+    """Wrong tokens of the prompt that up to three greedy single swaps within the support of rows (L, V) reach from
+    the argmax."""
     current = rows.argmax(-1)
     wrong, loss = (value[0] for value in wrong_and_losses(objective, lm, current[None], context))
-    while True:
+    for _ in range(3):
         swaps = [current.clone().index_fill_(0, torch.tensor([p]), v) for p in range(rows.shape[0])
                  for v in rows[p].nonzero().flatten().tolist() if v != int(current[p])]
         if not swaps:
@@ -47,6 +49,7 @@ def coordinate_descent(objective, lm, rows: torch.Tensor, context) -> int:
         if swap_losses[best] >= loss:
             return int(wrong)
         current, wrong, loss = swaps[best], swap_wrong[best], swap_losses[best]
+    return int(wrong)
 
 
 class MeasuredADC(ADC):
@@ -54,7 +57,7 @@ class MeasuredADC(ADC):
 
     def __init__(self, config, generator: torch.Generator) -> None:
         super().__init__(config)
-        self.generator, self.argmax_wrong, self.near = generator, Counter(), []
+        self.generator, self.argmax_wrong, self.near, self.steps_seen = generator, Counter(), [], 0
 
     def _losses(self, objective, lm, relaxed, context):
         out = super()._losses(objective, lm, relaxed, context)
@@ -63,13 +66,16 @@ class MeasuredADC(ADC):
             argmax_wrong, _ = wrong_and_losses(objective, lm, rows.argmax(-1), context)  # (B,)
             self.argmax_wrong.update(min(int(w), 5) for w in argmax_wrong)
             mixture_wrong = (out[1] != context.target_tensor(lm.device)).sum(-1)  # (B,)
-            for b in ((mixture_wrong <= 2) & ~is_one_hot(rows)).nonzero().flatten().tolist():
+            near = (mixture_wrong <= 2) & ~is_one_hot(rows)  # (B,)
+            self.steps_seen += 1
+            if near.any() and self.steps_seen % 5 == 0:
+                b = int(torch.where(near, out[0].detach(), torch.inf).argmin())
                 self.near.append(self._roundings(objective, lm, rows[b], context, int(mixture_wrong[b]),
                                                  int(argmax_wrong[b])))
         return out
 
     def _roundings(self, objective, lm, rows: torch.Tensor, context, mixture: int, argmax: int) -> dict[str, int]:
-        draws, _ = wrong_and_losses(objective, lm, draw_discrete(rows, 64, self.generator), context)
+        draws, _ = wrong_and_losses(objective, lm, draw_discrete(rows, 32, self.generator), context)
         nearest = torch.cdist(rows @ lm.prompt_matrix.float(), lm.prompt_matrix.float()).argmin(-1)  # (L,)
         nearest_wrong, _ = wrong_and_losses(objective, lm, nearest[None], context)
         return {"mixture": mixture, "support": int((rows > 0).sum(-1).max()), "argmax": argmax,

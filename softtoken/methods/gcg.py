@@ -27,10 +27,10 @@ from softtoken.lm.evaluation import survives_reencoding
 from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
-from softtoken.methods.candidates import sample_candidates, score_candidates
+from softtoken.methods.candidates import lowest_estimate_swaps, sample_candidates, score_candidates, token_swaps
 from softtoken.methods.curriculum import curriculum_open, extend_target, start_curriculum
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
-from softtoken.methods.starts import target_rotations
+from softtoken.methods.starts import prompt_indices, target_rotations
 from softtoken.objectives import TOKEN_LOSSES, Objective, TargetCE
 from softtoken.objectives.target import REDUCTIONS, MeanTarget, per_target
 
@@ -64,13 +64,19 @@ class GCGConfig:
     restart_patience: int = 0  # restart from a random prompt after this many steps without a lower loss; 0 never
     prefix_cache: bool = False  # score candidates from the current prompt's keys/values before their first change
     target_curriculum: int = 0  # k > 0: optimise the target's first k tokens, k more once they are all right; 0 off
+    # Copy candidates (issue 12): the model copies from its context, and ADC's copy swaps (swaps to one of the
+    # target's own tokens) won the natural set for it. Each step also scores the `copy_candidates` swaps of the
+    # current prompt to a target token whose first-order loss change under the step's gradient is lowest, beside
+    # the `search_width` drawn ones (a universal prompt's: any of its targets' tokens). 0: off.
+    copy_candidates: int = 0
 
     def __post_init__(self) -> None:
         check_types(self)
         for name in ("epochs", "search_width", "topk", "n_replace", "candidate_batch_size", "eval_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"GCGConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("buffer_size", "combine_swaps", "model_proposals", "restart_patience", "target_curriculum"):
+        for name in ("buffer_size", "combine_swaps", "model_proposals", "restart_patience", "target_curriculum",
+                     "copy_candidates"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GCGConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.proposal_momentum < 1:
@@ -171,11 +177,14 @@ class GCG(ConfiguredMethod):
         loss, _ = self._score(run, objective, current.unsqueeze(0))
         buffer.offer(loss[0].item(), current)
         lowest = loss[0].item()  # lowest loss since the last (re)start
+        copy_tokens = prompt_indices(lm, problem.target_ids).unique() if cfg.copy_candidates else None  # (K,)
         for step in run.steps():
             current_loss = buffer.best()[0]
             grad = self._token_gradient(run, objective, current)  # (L, V)
             proposal, memory = self._proposal(run, current, grad, memory)  # (L, V)
             candidates = self._candidates(run, current, proposal)  # (N, L)
+            if copy_tokens is not None:
+                candidates = self._with_copies(run, current, grad, candidates, copy_tokens)  # (N', L)
             losses, exact = self._score(run, objective, candidates, current)
             combined = self._filtered(lm, combined_swaps(current, candidates, losses, current_loss,
                                                          cfg.combine_swaps))  # (k, L)
@@ -304,6 +313,17 @@ class GCG(ConfiguredMethod):
             run.record({"search/unfiltered_step": run.step})
             return candidates
         return kept
+
+    def _with_copies(self, run: RunHarness, current: torch.Tensor, grad: torch.Tensor, candidates: torch.Tensor,
+                     tokens: torch.Tensor) -> torch.Tensor:
+        """`candidates` (N, L) and, after them, the `copy_candidates` swaps of `current` (L,) to `tokens` (K,) that
+        the one-hot gradient (L, V) ranks first, less the re-encoding filter's drops and the drawn ones."""
+        copies = self._filtered(run.lm, token_swaps(current, tokens))  # (M, L)
+        copies = lowest_estimate_swaps(current, copies, grad, self.config.copy_candidates)
+        drawn = {tuple(row) for row in candidates.tolist()}
+        fresh = torch.tensor([tuple(row) not in drawn for row in copies.tolist()], dtype=torch.bool,
+                             device=candidates.device)
+        return torch.cat([candidates, copies[fresh]]) if copies.shape[0] else candidates
 
     def _filtered(self, lm: SoftLM, candidates: torch.Tensor) -> torch.Tensor:
         """The candidates (N, L) that survive decode -> re-encode, when `filter_ids` asks for it."""

@@ -179,7 +179,8 @@ def test_model_proposals_put_the_model_next_tokens_in_each_later_position_top_k(
 
 
 @pytest.mark.parametrize("options", [{"combine_swaps": 3}, {"proposal_momentum": 0.5}, {"model_proposals": 2},
-                                     {"restart_patience": 2}, {"init_strategy": "target"}, {"target_curriculum": 1}])
+                                     {"restart_patience": 2}, {"init_strategy": "target"}, {"target_curriculum": 1},
+                                     {"copy_candidates": 3}])
 def test_gcg_levers_are_deterministic_for_the_same_seed(tiny_lm, options):
     config = GCGConfig(search_width=8, topk=4, eval_every=2, **{"init_strategy": "zeros", **options})
     problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=3)
@@ -196,10 +197,34 @@ def test_gcg_restarts_from_a_fresh_prompt_when_the_loss_stalls(tiny_lm):
 
 
 @pytest.mark.parametrize("field, bad", [("combine_swaps", -1), ("proposal_momentum", 1.0), ("model_proposals", 32),
-                                        ("restart_patience", -2), ("target_curriculum", -1)])
+                                        ("restart_patience", -2), ("target_curriculum", -1),
+                                        ("copy_candidates", -1), ("copy_candidates", 2.0)])
 def test_gcg_config_rejects_bad_lever_values(field, bad):
     with pytest.raises(ValueError, match=field):
         GCGConfig(topk=32, **{field: bad})
+
+
+def test_copy_candidates_add_the_target_token_swaps_the_gradient_ranks_first_and_not_the_drawn_ones(tiny_lm):
+    current = torch.tensor([3, 4])
+    grad = torch.zeros(2, tiny_lm.prompt_vocab_size)
+    grad[1, 7], grad[0, 8], grad[0, 7] = -3.0, -2.0, -1.0  # the estimates rank [3, 7], [8, 4], [7, 4], then the rest
+    method = GCG(GCGConfig(copy_candidates=2, filter_ids=False))
+    run = method.harness(Problem(lm=tiny_lm, target_ids=(7, 8), prompt_length=2), Budget(steps=1))
+    drawn = torch.tensor([[3, 7], [5, 4]])  # the first-ranked copy swap was drawn already
+    tokens = torch.tensor([7, 8])
+    assert method._with_copies(run, current, grad, drawn, tokens).tolist() == [[3, 7], [5, 4], [8, 4]]
+
+
+def test_gcg_with_copy_candidates_scores_them_each_step_and_recovers_a_planted_prompt(tiny_lm, planted_target):
+    # A planted 2-token prompt and target (the tiny model's greedy continuation), from the first token. Measured:
+    # success at steps 5, 19 and 2 with seeds 0-2 (without copy candidates none in 20 steps); each step scores the
+    # 8 drawn and up to 4 copy candidates.
+    target = planted_target(plant_seed=1, prompt_length=2, target_length=2)
+    config = GCGConfig(search_width=8, topk=8, copy_candidates=4, eval_every=1000, init_strategy="zeros")
+    for seed in range(3):
+        result = GCG(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=2, seed=seed), Budget(steps=30))
+        assert result.exact_match and result.metrics["eval/exact_match"], (seed, result.metrics)
+        assert all(8 < count <= 12 for count in result.history["search/candidates"]), result.history
 
 
 def test_prefix_cache_scoring_matches_full_scoring(tiny_lm):
