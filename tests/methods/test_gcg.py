@@ -279,6 +279,11 @@ def test_gcg_target_recovers_a_planted_prompt(tiny_lm, planted_target):
         assert result.exact_match and result.metrics["eval/exact_match"], (seed, result.metrics)
 
 
+def test_gcg_copy_preset_is_gcg_fast_with_16_copy_candidates():
+    method, config = get_preset("gcg-copy")
+    assert method == "gcg" and config == replace(get_preset("gcg-fast")[1], copy_candidates=16)
+
+
 def test_gcg_target_preset_is_gcg_combo_from_the_target():
     method, config = get_preset("gcg-target")
     assert method == "gcg" and config == replace(get_preset("gcg-combo")[1], init_strategy="target")
