@@ -376,7 +376,7 @@ def gcg_target() -> GCGConfig:
 
 def gcg_copy() -> GCGConfig:
     """`gcg-fast` whose steps also score the 16 copy swaps (swaps to one of the target's own tokens) the step's
-    gradient ranks first: 80 candidates a step. On the natural set over paired seeds 0-3 (AVX2 CPU, 180 s) 63 of
-    80 against 59 for `adc-copy` on the same seeds, the gain all on the hard targets, and every exact prompt pastes
-    (docs/benchmarks.md §6, "Copy candidates in GCG")."""
+    gradient ranks first: 80 candidates a step. On the natural set over paired seeds 0-4 (AVX2 CPU, 180 s) 78 of
+    100 against 77 for `adc-copy` on the same seeds, more of the hard targets and fewer of the easy ones, and every
+    exact prompt pastes (docs/benchmarks.md §6, "Copy candidates in GCG")."""
     return replace(gcg_fast(), copy_candidates=16)
