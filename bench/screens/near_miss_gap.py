@@ -18,6 +18,7 @@ from collections import Counter
 
 import torch
 
+from copy_swaps import wrong_and_loss
 from softtoken.data.targets import load_targets
 from softtoken.experiments.spec import run_key, run_seed
 from softtoken.lm.softlm import as_softlm
@@ -28,23 +29,22 @@ NATURAL_TARGETS = "bench/results/natural/targets.json"
 ROUNDINGS = ("argmax", "draws", "coordinate", "nearest")
 
 
-def wrong_and_losses(objective, lm, prompts: torch.Tensor, context) -> tuple[torch.Tensor, torch.Tensor]:
-    """Wrong target tokens (N,) and losses (N,) of discrete prompts (N, L)."""
-    losses, predictions = objective.hard_loss_and_predictions(lm, prompts, context)
-    return (predictions != context.target_tensor(lm.device)).sum(-1), losses
+def wrong_and_losses(lm, prompts: torch.Tensor, context) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wrong target tokens (N,) and mean cross-entropy (N,) of discrete prompts (N, L) (copy_swaps.py's scoring)."""
+    return wrong_and_loss(lm, prompts, context.target_tensor(lm.device))
 
 
-def coordinate_descent(objective, lm, rows: torch.Tensor, context) -> int:
+def coordinate_descent(lm, rows: torch.Tensor, context) -> int:
     """Wrong tokens of the prompt that up to three greedy single swaps within the support of rows (L, V) reach from
     the argmax."""
     current = rows.argmax(-1)
-    wrong, loss = (value[0] for value in wrong_and_losses(objective, lm, current[None], context))
+    wrong, loss = (value[0] for value in wrong_and_losses(lm, current[None], context))
     for _ in range(3):
         swaps = [current.clone().index_fill_(0, torch.tensor([p]), v) for p in range(rows.shape[0])
                  for v in rows[p].nonzero().flatten().tolist() if v != int(current[p])]
         if not swaps:
             return int(wrong)
-        swap_wrong, swap_losses = wrong_and_losses(objective, lm, torch.stack(swaps), context)
+        swap_wrong, swap_losses = wrong_and_losses(lm, torch.stack(swaps), context)
         best = int(swap_losses.argmin())
         if swap_losses[best] >= loss:
             return int(wrong)
@@ -63,23 +63,23 @@ class MeasuredADC(ADC):
         out = super()._losses(objective, lm, relaxed, context)
         rows = relaxed.detach()
         with torch.no_grad():
-            argmax_wrong, _ = wrong_and_losses(objective, lm, rows.argmax(-1), context)  # (B,)
+            argmax_wrong, _ = wrong_and_losses(lm, rows.argmax(-1), context)  # (B,)
             self.argmax_wrong.update(min(int(w), 5) for w in argmax_wrong)
             mixture_wrong = (out[1] != context.target_tensor(lm.device)).sum(-1)  # (B,)
             near = (mixture_wrong <= 2) & ~is_one_hot(rows)  # (B,)
             self.steps_seen += 1
             if near.any() and self.steps_seen % 5 == 0:
                 b = int(torch.where(near, out[0].detach(), torch.inf).argmin())
-                self.near.append(self._roundings(objective, lm, rows[b], context, int(mixture_wrong[b]),
+                self.near.append(self._roundings(lm, rows[b], context, int(mixture_wrong[b]),
                                                  int(argmax_wrong[b])))
         return out
 
-    def _roundings(self, objective, lm, rows: torch.Tensor, context, mixture: int, argmax: int) -> dict[str, int]:
-        draws, _ = wrong_and_losses(objective, lm, draw_discrete(rows, 32, self.generator), context)
+    def _roundings(self, lm, rows: torch.Tensor, context, mixture: int, argmax: int) -> dict[str, int]:
+        draws, _ = wrong_and_losses(lm, draw_discrete(rows, 32, self.generator), context)
         nearest = torch.cdist(rows @ lm.prompt_matrix.float(), lm.prompt_matrix.float()).argmin(-1)  # (L,)
-        nearest_wrong, _ = wrong_and_losses(objective, lm, nearest[None], context)
+        nearest_wrong, _ = wrong_and_losses(lm, nearest[None], context)
         return {"mixture": mixture, "support": int((rows > 0).sum(-1).max()), "argmax": argmax,
-                "draws": int(draws.min()), "coordinate": coordinate_descent(objective, lm, rows, context),
+                "draws": int(draws.min()), "coordinate": coordinate_descent(lm, rows, context),
                 "nearest": int(nearest_wrong[0])}
 
 

@@ -320,10 +320,8 @@ class GCG(ConfiguredMethod):
         the one-hot gradient (L, V) ranks first, less the re-encoding filter's drops and the drawn ones."""
         copies = self._filtered(run.lm, token_swaps(current, tokens))  # (M, L)
         copies = lowest_estimate_swaps(current, copies, grad, self.config.copy_candidates)
-        drawn = {tuple(row) for row in candidates.tolist()}
-        fresh = torch.tensor([tuple(row) not in drawn for row in copies.tolist()], dtype=torch.bool,
-                             device=candidates.device)
-        return torch.cat([candidates, copies[fresh]]) if copies.shape[0] else candidates
+        drawn = (copies[:, None] == candidates[None]).all(-1).any(-1)  # (M',)
+        return torch.cat([candidates, copies[~drawn]])
 
     def _filtered(self, lm: SoftLM, candidates: torch.Tensor) -> torch.Tensor:
         """The candidates (N, L) that survive decode -> re-encode, when `filter_ids` asks for it."""
