@@ -1,5 +1,6 @@
 """Discrete candidate prompts around a current one: drawn from the one-hot gradient's top-k tokens or from relaxed
-rows, or every swap to given tokens (optionally only those the gradient ranks first), and scored (losses and
+rows, or every swap to given tokens or placement of given token spans (optionally only those the gradient ranks
+first), and scored (losses and
 teacher-forced exact matches, in chunks, optionally from the current prompt's keys and values, never past the
 run's deadline). GCG's steps and ADC's polish, chain and copy swaps search with these.
 
@@ -65,15 +66,26 @@ def token_swaps(current: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return candidates[(candidates != current).any(-1)]
 
 
+def span_placements(current: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+    """Every placement (N, L) of each span (S, k) of prompt-vocabulary indices over k consecutive positions of
+    `current` (L,), start by start in the order of `spans`, less those that change nothing (N <= (L - k + 1) * S)."""
+    (length,), (count, width) = current.shape, spans.shape
+    starts = max(length - width + 1, 0)
+    offsets = torch.arange(starts, device=current.device).repeat_interleave(count)[:, None]  # (N, 1)
+    positions = offsets + torch.arange(width, device=current.device)  # (N, k)
+    candidates = current.repeat(starts * count, 1).scatter_(1, positions, spans.repeat(starts, 1))  # (N, L)
+    return candidates[(candidates != current).any(-1)]
+
+
 def lowest_estimate_swaps(current: torch.Tensor, swaps: torch.Tensor, grad: torch.Tensor, width: int) -> torch.Tensor:
-    """Of single swaps (N, L) of `current` (L,), the `width` whose first-order loss change under the one-hot
-    gradient (L, V), grad[p, new] - grad[p, old], is lowest, in their given order (a GCG ranking of a fixed set of
-    swaps, so that only the likeliest are scored); all N, unchanged, when N <= width."""
+    """Of swaps (N, L) of `current` (L,) (at one position or several), the `width` whose first-order loss change
+    under the one-hot gradient (L, V), the sum over positions of grad[p, new] - grad[p, old], is lowest, in their
+    given order (a GCG ranking of a fixed set of swaps, so that only the likeliest are scored); all N, unchanged,
+    when N <= width."""
     if swaps.shape[0] <= width:
         return swaps
-    positions = (swaps != current).to(torch.int8).argmax(-1)  # (N,) the changed position of each swap
-    new = swaps.gather(1, positions[:, None]).squeeze(1)  # (N,)
-    estimate = grad[positions, new] - grad[positions, current[positions]]  # (N,)
+    positions = torch.arange(current.numel(), device=current.device)  # (L,)
+    estimate = (grad[positions, swaps] - grad[positions, current]).sum(-1)  # (N,)
     return swaps[estimate.topk(width, largest=False).indices.sort().values]
 
 

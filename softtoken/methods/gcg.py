@@ -27,10 +27,11 @@ from softtoken.lm.evaluation import survives_reencoding
 from softtoken.lm.loading import COMPUTE_DTYPES
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods.base import Budget, NonFiniteLossError, Problem, Result, Tracker, register_method
-from softtoken.methods.candidates import lowest_estimate_swaps, sample_candidates, score_candidates, token_swaps
+from softtoken.methods.candidates import (lowest_estimate_swaps, sample_candidates, score_candidates, span_placements,
+                                         token_swaps)
 from softtoken.methods.curriculum import curriculum_open, extend_target, start_curriculum
 from softtoken.methods.harness import ConfiguredMethod, RunHarness
-from softtoken.methods.starts import prompt_indices, target_rotations
+from softtoken.methods.starts import prompt_indices, target_rotations, target_spans
 from softtoken.objectives import TOKEN_LOSSES, Objective, TargetCE
 from softtoken.objectives.target import REDUCTIONS, MeanTarget, per_target
 
@@ -69,6 +70,11 @@ class GCGConfig:
     # current prompt to a target token whose first-order loss change under the step's gradient is lowest, beside
     # the `search_width` drawn ones (a universal prompt's: any of its targets' tokens). 0: off.
     copy_candidates: int = 0
+    # Span copies: also the `copy_spans` placements of `copy_span_length` consecutive target tokens over as many
+    # consecutive prompt positions that the gradient ranks first (summed first-order change): the model copies
+    # phrases, and a span's first token alone often lowers no loss, so single swaps rarely build one. 0: off.
+    copy_spans: int = 0
+    copy_span_length: int = 2  # >= 2, <= the prompt length
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -76,9 +82,11 @@ class GCGConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"GCGConfig.{name} must be > 0, got {getattr(self, name)}")
         for name in ("buffer_size", "combine_swaps", "model_proposals", "restart_patience", "target_curriculum",
-                     "copy_candidates"):
+                     "copy_candidates", "copy_spans"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GCGConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.copy_span_length < 2:
+            raise ValueError(f"GCGConfig.copy_span_length must be >= 2, got {self.copy_span_length}")
         if not 0 <= self.proposal_momentum < 1:
             raise ValueError(f"GCGConfig.proposal_momentum must be in [0, 1), got {self.proposal_momentum}")
         if self.model_proposals >= self.topk:
@@ -169,6 +177,9 @@ class GCG(ConfiguredMethod):
             raise ValueError(f"GCG initial prompt must have shape ({problem.prompt_length},), got {tuple(initial.shape)}")
         if cfg.n_replace > problem.prompt_length:
             raise ValueError(f"GCGConfig.n_replace={cfg.n_replace} exceeds prompt_length={problem.prompt_length}")
+        if cfg.copy_spans and cfg.copy_span_length > problem.prompt_length:
+            raise ValueError(f"GCGConfig.copy_span_length={cfg.copy_span_length} exceeds "
+                             f"prompt_length={problem.prompt_length}")
         run = self.harness(problem, budget, tracker)
         start_curriculum(run, cfg.target_curriculum)
         objective = self.objective(problem)
@@ -177,14 +188,14 @@ class GCG(ConfiguredMethod):
         loss, _ = self._score(run, objective, current.unsqueeze(0))
         buffer.offer(loss[0].item(), current)
         lowest = loss[0].item()  # lowest loss since the last (re)start
-        copy_tokens = prompt_indices(lm, problem.target_ids).unique() if cfg.copy_candidates else None  # (K,)
+        copy_tokens = prompt_indices(lm, problem.target_ids).unique()  # (K,)
+        copy_spans = target_spans(lm, problem.target_ids, cfg.copy_span_length)  # (S, k)
         for step in run.steps():
             current_loss = buffer.best()[0]
             grad = self._token_gradient(run, objective, current)  # (L, V)
             proposal, memory = self._proposal(run, current, grad, memory)  # (L, V)
             candidates = self._candidates(run, current, proposal)  # (N, L)
-            if copy_tokens is not None:
-                candidates = self._with_copies(run, current, grad, candidates, copy_tokens)  # (N', L)
+            candidates = self._with_copies(run, current, grad, candidates, copy_tokens, copy_spans)  # (N', L)
             losses, exact = self._score(run, objective, candidates, current)
             combined = self._filtered(lm, combined_swaps(current, candidates, losses, current_loss,
                                                          cfg.combine_swaps))  # (k, L)
@@ -315,13 +326,18 @@ class GCG(ConfiguredMethod):
         return kept
 
     def _with_copies(self, run: RunHarness, current: torch.Tensor, grad: torch.Tensor, candidates: torch.Tensor,
-                     tokens: torch.Tensor) -> torch.Tensor:
-        """`candidates` (N, L) and, after them, the `copy_candidates` swaps of `current` (L,) to `tokens` (K,) that
-        the one-hot gradient (L, V) ranks first, less the re-encoding filter's drops and the drawn ones."""
-        copies = self._filtered(run.lm, token_swaps(current, tokens))  # (M, L)
-        copies = lowest_estimate_swaps(current, copies, grad, self.config.copy_candidates)
-        drawn = (copies[:, None] == candidates[None]).all(-1).any(-1)  # (M',)
-        return torch.cat([candidates, copies[~drawn]])
+                     tokens: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+        """`candidates` (N, L) and, after them, the `copy_candidates` swaps of `current` (L,) to `tokens` (K,) and then
+        the `copy_spans` placements of `spans` (S, k) that the one-hot gradient (L, V) ranks first, less the
+        re-encoding filter's drops and those already among the candidates."""
+        cfg = self.config
+        for moves, width in ((token_swaps(current, tokens), cfg.copy_candidates),
+                             (span_placements(current, spans), cfg.copy_spans)):
+            if width:
+                copies = lowest_estimate_swaps(current, self._filtered(run.lm, moves), grad, width)  # (M, L)
+                taken = (copies[:, None] == candidates[None]).all(-1).any(-1)  # (M',)
+                candidates = torch.cat([candidates, copies[~taken]])
+        return candidates
 
     def _filtered(self, lm: SoftLM, candidates: torch.Tensor) -> torch.Tensor:
         """The candidates (N, L) that survive decode -> re-encode, when `filter_ids` asks for it."""

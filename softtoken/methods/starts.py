@@ -26,3 +26,14 @@ def prompt_indices(lm: SoftLM, ids: tuple[int, ...]) -> torch.Tensor:
     """Model token ids as prompt-vocabulary indices (K,), in order; ids outside the prompt vocabulary are dropped."""
     index, inside = lm.to_prompt_index(torch.tensor(ids, dtype=torch.long, device=lm.device))
     return index[inside]
+
+
+def target_spans(lm: SoftLM, target_ids: tuple[int, ...], width: int) -> torch.Tensor:
+    """Every distinct run of `width` consecutive target tokens, as prompt-vocabulary indices (S, width), in order
+    of first appearance; runs with a token outside the prompt vocabulary are left out ((0, width) if none is)."""
+    index, inside = lm.to_prompt_index(torch.tensor(target_ids, dtype=torch.long, device=lm.device))
+    spans: dict[tuple[int, ...], None] = {}
+    for start in range(len(target_ids) - width + 1):
+        if bool(inside[start:start + width].all()):
+            spans.setdefault(tuple(index[start:start + width].tolist()), None)
+    return torch.tensor(list(spans), dtype=torch.long, device=lm.device).reshape(len(spans), width)

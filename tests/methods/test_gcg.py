@@ -7,8 +7,9 @@ import torch
 from softtoken.lm.frame import Frame, FramedTarget
 from softtoken.lm.softlm import SoftLM
 from softtoken.methods import GCG, Budget, GCGConfig, Problem, get_preset
-from softtoken.methods.candidates import sample_candidates
+from softtoken.methods.candidates import lowest_estimate_swaps, sample_candidates, span_placements
 from softtoken.methods.gcg import Buffer, combined_swaps, model_proposal_gradient, roundtrip_mask
+from softtoken.methods.starts import target_spans
 
 
 def test_gcg_candidates_come_from_the_topk_of_the_negative_gradient():
@@ -180,7 +181,7 @@ def test_model_proposals_put_the_model_next_tokens_in_each_later_position_top_k(
 
 @pytest.mark.parametrize("options", [{"combine_swaps": 3}, {"proposal_momentum": 0.5}, {"model_proposals": 2},
                                      {"restart_patience": 2}, {"init_strategy": "target"}, {"target_curriculum": 1},
-                                     {"copy_candidates": 3}])
+                                     {"copy_candidates": 3}, {"copy_spans": 3}])
 def test_gcg_levers_are_deterministic_for_the_same_seed(tiny_lm, options):
     config = GCGConfig(search_width=8, topk=4, eval_every=2, **{"init_strategy": "zeros", **options})
     problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=3, seed=3)
@@ -198,7 +199,8 @@ def test_gcg_restarts_from_a_fresh_prompt_when_the_loss_stalls(tiny_lm):
 
 @pytest.mark.parametrize("field, bad", [("combine_swaps", -1), ("proposal_momentum", 1.0), ("model_proposals", 32),
                                         ("restart_patience", -2), ("target_curriculum", -1),
-                                        ("copy_candidates", -1), ("copy_candidates", 2.0)])
+                                        ("copy_candidates", -1), ("copy_candidates", 2.0), ("copy_spans", -1),
+                                        ("copy_span_length", 1), ("copy_span_length", "2")])
 def test_gcg_config_rejects_bad_lever_values(field, bad):
     with pytest.raises(ValueError, match=field):
         GCGConfig(topk=32, **{field: bad})
@@ -212,7 +214,56 @@ def test_copy_candidates_add_the_target_token_swaps_the_gradient_ranks_first_and
     run = method.harness(Problem(lm=tiny_lm, target_ids=(7, 8), prompt_length=2), Budget(steps=1))
     drawn = torch.tensor([[3, 7], [5, 4]])  # the first-ranked copy swap was drawn already
     tokens = torch.tensor([7, 8])
-    assert method._with_copies(run, current, grad, drawn, tokens).tolist() == [[3, 7], [5, 4], [8, 4]]
+    spans = torch.empty(0, 2, dtype=torch.long)
+    assert method._with_copies(run, current, grad, drawn, tokens, spans).tolist() == [[3, 7], [5, 4], [8, 4]]
+
+
+def test_span_placements_are_every_placement_of_each_span_that_changes_the_prompt():
+    placements = span_placements(torch.tensor([0, 1, 2]), torch.tensor([[1, 2], [5, 6]]))
+    assert placements.tolist() == [[1, 2, 2], [5, 6, 2], [0, 5, 6]]  # [0, 1, 2] itself is left out
+    assert span_placements(torch.tensor([0]), torch.tensor([[1, 2]])).shape == (0, 1)
+
+
+def test_target_spans_are_the_distinct_runs_of_target_tokens_inside_the_prompt_vocabulary(tiny_lm):
+    restricted = tiny_lm.restricted(torch.tensor([3, 7, 9, 20]))
+    assert target_spans(restricted, (9, 3, 9, 3, 21, 7, 20), 2).tolist() == [[2, 0], [0, 2], [1, 3]]
+    assert target_spans(restricted, (9, 21), 2).shape == (0, 2)
+
+
+def test_lowest_estimate_swaps_sum_the_first_order_change_over_every_changed_position():
+    current = torch.tensor([0, 1, 2])
+    grad = torch.tensor([[0.0, 0.0, 0.0, -1.0], [0.0, 0.0, 0.0, 0.7], [0.0, 0.0, 0.0, -0.5]])
+    swaps = span_placements(current, torch.tensor([[3, 3]]))  # [3, 3, 2]: -1 + 0.7; [0, 3, 3]: 0.7 - 0.5
+    assert lowest_estimate_swaps(current, swaps, grad, 1).tolist() == [[3, 3, 2]]
+
+
+def test_copy_spans_add_the_span_placements_the_gradient_ranks_first_after_the_copy_swaps(tiny_lm):
+    current = torch.tensor([3, 4, 5])
+    grad = torch.zeros(3, tiny_lm.prompt_vocab_size)
+    grad[1, 8], grad[2, 9], grad[0, 8], grad[1, 9] = -3.0, -2.0, -0.5, -0.4  # [3, 8, 9]: -5, [8, 9, 5]: -0.9
+    method = GCG(GCGConfig(copy_candidates=1, copy_spans=1, filter_ids=False))
+    run = method.harness(Problem(lm=tiny_lm, target_ids=(8, 9), prompt_length=3), Budget(steps=1))
+    drawn = torch.tensor([[5, 4, 5]])
+    added = method._with_copies(run, current, grad, drawn, torch.tensor([8, 9]), torch.tensor([[8, 9]]))
+    assert added.tolist() == [[5, 4, 5], [3, 8, 5], [3, 8, 9]]  # the first-ranked copy swap, then span placement
+
+
+def test_gcg_with_copy_spans_recovers_a_planted_prompt(tiny_lm, planted_target):
+    # A planted 3-token prompt and its 3-token continuation, from the first token. Measured: seeds 1 and 2 succeed
+    # at steps 12 and 16 (seed 0 not in 60; without spans seeds 0 and 2 at 18 and 33, seed 1 not in 60: the random
+    # tiny model copies nothing, so spans are a search lever there, not a shortcut), each step scoring the 8 drawn
+    # and up to 4 span candidates.
+    target = planted_target(plant_seed=5, prompt_length=3, target_length=3)
+    config = GCGConfig(search_width=8, topk=8, copy_spans=4, eval_every=1000, init_strategy="zeros")
+    for seed in (1, 2):
+        result = GCG(config).run(Problem(lm=tiny_lm, target_ids=target, prompt_length=3, seed=seed), Budget(steps=30))
+        assert result.exact_match and result.metrics["eval/exact_match"], (seed, result.metrics)
+        assert all(8 < count <= 12 for count in result.history["search/candidates"]), result.history
+
+
+def test_gcg_rejects_a_copy_span_longer_than_the_prompt(tiny_lm):
+    with pytest.raises(ValueError, match="copy_span_length=3 exceeds prompt_length=2"):
+        GCG(GCGConfig(copy_spans=2, copy_span_length=3)).run(Problem(lm=tiny_lm, target_ids=(7, 8, 9), prompt_length=2))
 
 
 def test_gcg_with_copy_candidates_scores_them_each_step_and_recovers_a_planted_prompt(tiny_lm, planted_target):
