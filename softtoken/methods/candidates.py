@@ -1,8 +1,8 @@
 """Discrete candidate prompts around a current one: drawn from the one-hot gradient's top-k tokens or from relaxed
 rows, or every swap to given tokens or placement of given token spans (optionally only those the gradient ranks
-first), and scored (losses and
-teacher-forced exact matches, in chunks, optionally from the current prompt's keys and values, never past the
-run's deadline). GCG's steps and ADC's polish, chain and copy swaps search with these.
+first), and scored (losses and teacher-forced exact matches, in chunks, optionally from the current prompt's keys
+and values, never past the run's deadline). GCG's steps and copies and ADC's polish, chain and copy swaps search
+with these.
 
     candidates = sample_candidates(current, grad, search_width=64, topk=32, n_replace=1, generator=generator)
     losses, exact = score_candidates(run, objective, candidates, current, batch_size=64, prefix_cache=True,
