@@ -3,7 +3,9 @@ screens): seconds to success per target and seed, then per row the targets inver
 accuracy, the median steps of a miss, the mean steps, the median seconds and forward tokens to success and how
 many exact prompts paste, the median forward tokens a second, and (with `chain_width`) the median share of steps
 that took a chain step; against the first row, the ratios of the median seconds and forward tokens on the runs both
-invert, and their union per seed.
+invert, their union per seed, and the mean per seed of a 180 s budget split between them (the first row's first
+x s, then this row's first 180 - x s: a stored run's first x s are its run at an x s budget; the second model load
+is not counted, which flatters the split).
 
 Usage: python bench/screens/row_table.py SEEDS STORE:LABEL [STORE:LABEL ...]   (SEEDS e.g. 1,2; a row may be
        given twice with two stores, STORE:LABEL+STORE2, whose runs are pooled, e.g. one row split over two specs)
@@ -68,6 +70,20 @@ def against_first(runs: dict, first: dict, targets: list[str], seeds: list[int])
             f"{ratios[1]:.2f}x the forward tokens; union per seed {union}")
 
 
+def within(record: dict | None, seconds: float) -> bool:
+    return exact(record) and record["result"]["wall_time_s"] <= seconds
+
+
+def splits(runs: dict, first: dict, targets: list[str], seeds: list[int], budget: float = 180.0) -> str:
+    """Per seed, mean targets inverted when the first row runs x s and then this row the rest, for x in 30-150 s."""
+    means = []
+    for head in range(30, int(budget), 30):
+        per_seed = [sum(within(first.get((s, t)), head) or within(runs.get((s, t)), budget - head) for t in targets)
+                    for s in seeds]
+        means.append(f"{head} s: {statistics.mean(per_seed):.1f}")
+    return "a split, the first row's first x s, then this row: " + ", ".join(means)
+
+
 def main() -> None:
     if len(sys.argv) < 3 or not all(part.isdigit() for part in sys.argv[1].split(",")):
         sys.exit(f"usage: row_table.py SEEDS STORE:LABEL [STORE:LABEL ...]; got {sys.argv[1:]}")
@@ -87,6 +103,7 @@ def main() -> None:
               f"{len(seeds) * len(targets)}; {summary(runs, targets, seeds)}")
         if number:
             print(f"  {against_first(runs, first, targets, seeds)}")
+            print(f"  {splits(runs, first, targets, seeds)}")
 
 
 if __name__ == "__main__":
