@@ -58,12 +58,8 @@ def sample_row_swaps(current: torch.Tensor, rows: torch.Tensor, count: int,
 
 def token_swaps(current: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Every single swap (N, L) of `current` (L,) to one of `tokens` (K,) (prompt-vocabulary indices), position by
-    position in the order of `tokens`, less the swaps that change nothing (N <= L * K)."""
-    length, count = current.numel(), tokens.numel()
-    candidates = current.repeat(length * count, 1)  # (L * K, L)
-    positions = torch.arange(length, device=current.device).repeat_interleave(count)  # (L * K,)
-    candidates[torch.arange(length * count, device=current.device), positions] = tokens.repeat(length)
-    return candidates[(candidates != current).any(-1)]
+    position in the order of `tokens`, less the swaps that change nothing (N <= L * K): spans of one token."""
+    return span_placements(current, tokens[:, None])
 
 
 def span_placements(current: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:

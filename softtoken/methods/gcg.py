@@ -331,10 +331,10 @@ class GCG(ConfiguredMethod):
         the `copy_spans` placements of `spans` (S, k) that the one-hot gradient (L, V) ranks first, less the
         re-encoding filter's drops and those already among the candidates."""
         cfg = self.config
-        for moves, width in ((token_swaps(current, tokens), cfg.copy_candidates),
-                             (span_placements(current, spans), cfg.copy_spans)):
-            if width:
-                copies = lowest_estimate_swaps(current, self._filtered(run.lm, moves), grad, width)  # (M, L)
+        for width, moves, sources in ((cfg.copy_candidates, token_swaps, tokens),
+                                      (cfg.copy_spans, span_placements, spans)):
+            if width:  # built only when asked for: this runs every step
+                copies = lowest_estimate_swaps(current, self._filtered(run.lm, moves(current, sources)), grad, width)
                 taken = (copies[:, None] == candidates[None]).all(-1).any(-1)  # (M',)
                 candidates = torch.cat([candidates, copies[~taken]])
         return candidates
