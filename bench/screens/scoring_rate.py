@@ -48,7 +48,7 @@ def main() -> None:
         method = GCG(replace(gcg_fast(), prefix_cache=prefix, candidate_batch_size=chunk))
         run = method.harness(problem, Budget(steps=1))
         before = lm.tokens.forward
-        elapsed = seconds(lambda: method._score(run, method.objective(), candidates, current), args.repeats)
+        elapsed = seconds(lambda: method._score(run, method.objective(problem), candidates, current), args.repeats)
         positions = (lm.tokens.forward - before) / (args.repeats + 1) / candidates.shape[0]
         flops = 2 * (decoder * positions + head * len(target))
         rate = candidates.shape[0] / elapsed

@@ -192,15 +192,18 @@ class SoftLM:
         return ids
 
     # ----------------------------------------------------------------- target logits
-    def teacher_forced_logits(self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+    def teacher_forced_logits(self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor,
+                              past: Any = None) -> torch.Tensor:
         """One forward pass on [prompt ; suffix ; y_1..y_{T-1}] after the frame's cached prefix -> logits
-        (B, T, V_out) predicting y_1..y_T.
+        (B, T, V_out) predicting y_1..y_T; after `past` instead, from `prompt_prefix_past`, for prompts that
+        start with its prompt prefix (`prompt_embeds` then holds only the rest of each prompt).
 
         Only the last T positions go through the LM head (`logits_to_keep`), given as indices: an int
         slices the hidden states into a non-contiguous view, which turns the head into a batched matmul
         against B copies of the V x D weight (2-3x slower on CPU); indexing copies the T rows instead.
         """
-        return self._target_pass(prompt_embeds, target_ids, self._prefix_past(prompt_embeds.shape[0]))
+        past = self._prefix_past(prompt_embeds.shape[0]) if past is None else past
+        return self._target_pass(prompt_embeds, target_ids, past).logits.float()
 
     def teacher_forced_and_prompt_logits(
         self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor
@@ -209,13 +212,34 @@ class SoftLM:
         but the last (B, L-1, V_out): what the model predicts for the prompt's own next token (its fluency)."""
         width = prompt_embeds.shape[1] - 1
         logits = self._target_pass(prompt_embeds, target_ids, self._prefix_past(prompt_embeds.shape[0]),
-                                   leading=width)  # (B, L-1+T, V_out)
+                                   leading=width).logits.float()  # (B, L-1+T, V_out)
         return logits[:, width:], logits[:, :width]
 
+    @torch.no_grad()
+    def teacher_forced_head(self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor,
+                            past: Any = None) -> tuple[torch.Tensor, Any]:
+        """`teacher_forced_logits` on a target's first tokens `target_ids` (t,) -> logits (B, t, V_out), and the
+        pass's cache, from which `teacher_forced_tail` finishes the target for some of the rows."""
+        past = self._prefix_past(prompt_embeds.shape[0]) if past is None else past
+        out = self._target_pass(prompt_embeds, target_ids, past, cached=True)
+        return out.logits.float(), returned_cache(out)
+
+    @torch.no_grad()
+    def teacher_forced_tail(self, cache: Any, rows: torch.Tensor, target_ids: torch.Tensor, start: int) -> torch.Tensor:
+        """Logits (n, T - start, V_out) predicting y_{start+1}..y_T of target_ids (T,) for the rows (n,) of a
+        `teacher_forced_head` cache that ends after y_{start-1}: one pass on y_start..y_{T-1} (the cache is cut
+        down to the rows, in place)."""
+        cache.batch_select_indices(rows)
+        inputs = self.embed_ids(target_ids[start - 1:-1].to(self.device)).unsqueeze(0).expand(rows.numel(), -1, -1)
+        self.tokens.add(inputs)
+        out = self.active_model(inputs_embeds=inputs, use_cache=True, **cache_kwargs(self.active_model, cache))
+        return out.logits.float()
+
     def _target_pass(self, prompt_embeds: torch.Tensor, target_ids: torch.Tensor, past: Any,
-                     leading: int = 0) -> torch.Tensor:
-        """[prompt ; frame suffix ; y_1..y_{T-1}] after `past` (or nothing) -> the last T logits (B, T, V_out),
-        after the logits of the first `leading` input positions when that is > 0 (B, leading + T, V_out)."""
+                     leading: int = 0, cached: bool = False) -> Any:
+        """The model's output on [prompt ; frame suffix ; y_1..y_{T-1}] after `past` (or nothing): the last T
+        logits (B, T, V_out), after the logits of the first `leading` input positions when that is > 0
+        (B, leading + T, V_out), and the cache when there is a past or `cached` asks for one."""
         steps = int(target_ids.numel())
         target_embeds = self.embed_ids(target_ids[:-1].to(self.device)).unsqueeze(0)  # (1, T-1, D)
         inputs = self._in_frame(prompt_embeds, target_embeds)
@@ -223,9 +247,8 @@ class SoftLM:
         keep = torch.cat([torch.arange(leading, device=inputs.device),
                           torch.arange(length - steps, length, device=inputs.device)])
         self.tokens.add(inputs)
-        out = self.active_model(inputs_embeds=inputs, use_cache=past is not None, logits_to_keep=keep,
-                                **cache_kwargs(self.active_model, past))
-        return out.logits.float()  # (B, leading + T, V_out)
+        return self.active_model(inputs_embeds=inputs, use_cache=cached or past is not None, logits_to_keep=keep,
+                                 **cache_kwargs(self.active_model, past))
 
     def _in_frame(self, prompt_embeds: torch.Tensor, tail: torch.Tensor | None = None) -> torch.Tensor:
         """[prompt (B, L, D) ; the frame's suffix ; tail (1, n, D)] -> (B, L + S + n, D)."""
@@ -257,29 +280,24 @@ class SoftLM:
 
     @torch.no_grad()
     def prefix_cache(self, prefix_embeds: torch.Tensor) -> Any:
-        """Keys and values of the frame prefix and a fixed prompt prefix (1, P, D), computed once and reused
-        by `teacher_forced_logits_after` for every prompt that starts with it."""
+        """Keys and values of the frame prefix and a fixed prompt prefix (1, P, D), computed once and reused,
+        through `prompt_prefix_past`, for every prompt that starts with it."""
         self.tokens.add(prefix_embeds)
         past = self._prefix_past(1)
         out = self.active_model(inputs_embeds=prefix_embeds, use_cache=True, logits_to_keep=1,
                                 **cache_kwargs(self.active_model, past))
         return returned_cache(out)
 
-    @torch.no_grad()
-    def teacher_forced_logits_after(self, cache: Any, length: int, suffix_embeds: torch.Tensor,
-                                    target_ids: torch.Tensor) -> torch.Tensor:
-        """`teacher_forced_logits` for prompts whose first `length` positions are those of `cache`'s prefix:
-        only [rest of the prompt (B, S, D) ; frame suffix ; y_1..y_{T-1}] goes through the model -> logits
-        (B, T, V_out).
-
-        Candidates of a discrete search differ from the current prompt from some position on, so the
-        positions before it cost nothing (the cache is cropped to `length` and repeated B times)."""
+    def prompt_prefix_past(self, cache: Any, length: int, batch: int) -> Any:
+        """A `prefix_cache` cut to the frame prefix and the prompt's first `length` positions, for `batch` rows: the
+        `past` of target passes on prompts that share those positions (candidates of a discrete search differ
+        from the current prompt from some position on, so the positions before it cost nothing)."""
         past = copy.deepcopy(cache)
         surplus = past.get_seq_length() - len(self.frame.prefix_ids) - length
         if surplus:
             past.crop(-surplus)  # a negative crop removes that many positions in every transformers 4.4x-5.x
-        past.batch_repeat_interleave(suffix_embeds.shape[0])
-        return self._target_pass(suffix_embeds, target_ids, past)
+        past.batch_repeat_interleave(batch)
+        return past
 
     def rollout_logits(
         self, prompt_embeds: torch.Tensor, steps: int, feed: Feedback | None = None, *, need_hidden: bool = False

@@ -11,12 +11,19 @@ with these.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from softtoken.lm.softlm import SoftLM
 from softtoken.methods.harness import RunHarness
-from softtoken.objectives import Objective, TargetCE
+from softtoken.objectives import Objective, ObjectiveContext, TargetCE
+
+# chunk (n,) of candidate indices -> the embedded prompts the model reads (n, S, D) and the past they follow
+Inputs = Callable[[torch.Tensor], tuple[torch.Tensor, Any]]
 
 
 def sample_candidates(current: torch.Tensor, grad: torch.Tensor, *, search_width: int, topk: int, n_replace: int,
@@ -87,48 +94,81 @@ def lowest_estimate_swaps(current: torch.Tensor, swaps: torch.Tensor, grad: torc
 
 @torch.no_grad()
 def score_candidates(run: RunHarness, objective: Objective, candidates: torch.Tensor, current: torch.Tensor | None,
-                     *, batch_size: int, prefix_cache: bool, compute_dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
+                     *, batch_size: int, prefix_cache: bool, compute_dtype: str, screen_tokens: int = 0,
+                     screen_keep: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L), in chunks of `batch_size`; with
-    `prefix_cache` and the `current` prompt (L,) they share, from its cached keys and values. Once the time
-    budget is spent, the chunks not yet scored keep loss inf: a budget is a promise about wall time, and one
-    step of long targets can take far longer than the budget."""
+    `prefix_cache` and the `current` prompt (L,) they share, from its cached keys and values; with
+    `screen_tokens` t > 0, each chunk is scored on the target's first t tokens and only its `screen_keep` share
+    with the lowest loss there on the rest (the others keep loss inf and no match). Both need a TargetCE
+    objective; other objectives score every candidate whole. Once the time budget is spent, the chunks not yet
+    scored keep loss inf: a budget is a promise about wall time, and one step of long targets can take far
+    longer than the budget."""
     lm = run.lm
     target = run.context.target_tensor(lm.device)  # (T,)
     losses = torch.full((candidates.shape[0],), float("inf"), device=lm.device)
     exact = torch.zeros(candidates.shape[0], dtype=torch.bool, device=lm.device)
     with lm.compute(compute_dtype):
-        if prefix_cache and current is not None and isinstance(objective, TargetCE):
-            order, score = prefix_scorer(run, objective, candidates, current, target)
+        if isinstance(objective, TargetCE):
+            order, inputs = prompt_inputs(lm, candidates, current if prefix_cache else None)
+            own_target = torch.tensor(objective.target(run.context), device=lm.device)  # (T,)
+            score = screened_scorer(lm, objective, own_target, screen_tokens, screen_keep, inputs)
         else:
-            order, score = torch.arange(candidates.shape[0], device=lm.device), None
+            order = torch.arange(candidates.shape[0], device=lm.device)
+            score = functools.partial(whole_scores, lm, objective, candidates, run.context, target)
         for number, chunk in enumerate(order.split(batch_size)):
             if number and run.clock.expired():
                 break
-            if score is None:
-                loss, predictions = objective.hard_loss_and_predictions(lm, candidates[chunk], run.context)
-                losses[chunk], exact[chunk] = loss, (predictions == target).all(-1)
-            else:
-                losses[chunk], exact[chunk] = score(chunk)
+            losses[chunk], exact[chunk] = score(chunk)
     return losses, exact
 
 
-def prefix_scorer(run: RunHarness, objective: TargetCE, candidates: torch.Tensor, current: torch.Tensor,
-                  target: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], tuple]]:
-    """Candidates sorted by their first changed position, and a scorer of a chunk of them that runs only
-    from the chunk's smallest first changed position p on. Chunks, not one pass per p: a pass of a few
+def whole_scores(lm: SoftLM, objective: Objective, candidates: torch.Tensor, context: ObjectiveContext,
+                 target: torch.Tensor, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Losses and exact matches of a chunk (n,) of candidates (N, L) under any objective, one pass each."""
+    loss, predictions = objective.hard_loss_and_predictions(lm, candidates[chunk], context)
+    return loss, (predictions == target).all(-1)
+
+
+def prompt_inputs(lm: SoftLM, candidates: torch.Tensor, current: torch.Tensor | None) -> tuple[torch.Tensor, Inputs]:
+    """The order to score candidates (N, L) in, and what a chunk (n,) of them feeds the model: the embedded
+    prompts (n, S, D) and the past they follow (None: the frame's prefix). With the `current` prompt (L,), the
+    candidates are sorted by their first changed position and a chunk runs only from its smallest first changed
+    position p on, after the current prompt's cached keys and values. Chunks, not one pass per p: a pass of a few
     candidates wastes more on small matmuls and per-call overhead than the shorter prefix saves."""
-    lm = run.lm
+    if current is None:
+        return (torch.arange(candidates.shape[0], device=candidates.device),
+                lambda chunk: (lm.embed_ids(lm.to_model_ids(candidates[chunk])), None))
     cache = lm.prefix_cache(lm.embed_ids(lm.to_model_ids(current))[None])
     changed = candidates != current  # (N, L)
     first = torch.where(changed.any(-1), changed.float().argmax(-1), current.numel() - 1)  # (N,)
 
-    def score(chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def inputs(chunk: torch.Tensor) -> tuple[torch.Tensor, Any]:
         position = int(first[chunk].min())
         suffix = lm.embed_ids(lm.to_model_ids(candidates[chunk, position:]))  # (n, L-p, D)
-        if position == 0:
-            logits = lm.teacher_forced_logits(suffix, target)
-        else:
-            logits = lm.teacher_forced_logits_after(cache, position, suffix, target)  # (n, T, V_out)
-        return objective.reduce(logits, target), (logits.argmax(-1) == target).all(-1)
+        return suffix, lm.prompt_prefix_past(cache, position, chunk.numel()) if position else None
 
-    return first.argsort(stable=True), score
+    return first.argsort(stable=True), inputs
+
+
+def screened_scorer(lm: SoftLM, objective: TargetCE, target: torch.Tensor, screen_tokens: int, screen_keep: float,
+                    inputs: Inputs) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """A scorer of a chunk (n,) of candidates: their losses and exact matches (n,) from one teacher-forced pass
+    each, or with `screen_tokens` t > 0 a pass on the target's first t tokens for all, then the rest for the
+    ceil(`screen_keep` * n) lowest-loss ones there (a one-swap candidate's loss on the first tokens ranks its
+    whole loss well: bench/screens/target_screen.py)."""
+    lm = objective.in_frame(lm)
+
+    def score(chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds, past = inputs(chunk)
+        if not screen_tokens:
+            logits = lm.teacher_forced_logits(embeds, target, past)  # (n, T, V_out)
+            return objective.reduce(logits, target), (logits.argmax(-1) == target).all(-1)
+        head, cache = lm.teacher_forced_head(embeds, target[:screen_tokens], past)  # (n, t, V_out)
+        kept = objective.reduce(head, target[:screen_tokens]).argsort()[:math.ceil(screen_keep * chunk.numel())]
+        logits = torch.cat([head[kept], lm.teacher_forced_tail(cache, kept, target, screen_tokens)], 1)  # (k, T, V)
+        losses = torch.full((chunk.numel(),), float("inf"), device=head.device)
+        exact = torch.zeros(chunk.numel(), dtype=torch.bool, device=head.device)
+        losses[kept], exact[kept] = objective.reduce(logits, target), (logits.argmax(-1) == target).all(-1)
+        return losses, exact
+
+    return score

@@ -75,6 +75,11 @@ class GCGConfig:
     # phrases, and a span's first token alone often lowers no loss, so single swaps rarely build one. 0: off.
     copy_spans: int = 0
     copy_span_length: int = 2  # >= 2, <= the prompt length
+    # Target screening (issue 12's "score only a prefix of the target first"): each chunk of candidates is scored
+    # on the target's first `screen_tokens` tokens, and only its `screen_keep` share with the lowest loss there on
+    # the rest, from the first pass's keys and values. 0: every candidate on the whole target.
+    screen_tokens: int = 0  # < the target length
+    screen_keep: float = 0.25  # in (0, 1]
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -82,11 +87,17 @@ class GCGConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"GCGConfig.{name} must be > 0, got {getattr(self, name)}")
         for name in ("buffer_size", "combine_swaps", "model_proposals", "restart_patience", "target_curriculum",
-                     "copy_candidates", "copy_spans"):
+                     "copy_candidates", "copy_spans", "screen_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GCGConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.copy_span_length < 2:
             raise ValueError(f"GCGConfig.copy_span_length must be >= 2, got {self.copy_span_length}")
+        if self.screen_tokens and self.target_curriculum:
+            raise ValueError("GCGConfig.screen_tokens and target_curriculum do not combine: the curriculum's shown "
+                             f"target can be shorter than the screen; got {self.screen_tokens} and "
+                             f"{self.target_curriculum}")
+        if not 0 < self.screen_keep <= 1:
+            raise ValueError(f"GCGConfig.screen_keep must be in (0, 1], got {self.screen_keep}")
         if not 0 <= self.proposal_momentum < 1:
             raise ValueError(f"GCGConfig.proposal_momentum must be in [0, 1), got {self.proposal_momentum}")
         if self.model_proposals >= self.topk:
@@ -180,6 +191,9 @@ class GCG(ConfiguredMethod):
         if cfg.copy_spans and cfg.copy_span_length > problem.prompt_length:
             raise ValueError(f"GCGConfig.copy_span_length={cfg.copy_span_length} exceeds "
                              f"prompt_length={problem.prompt_length}")
+        if cfg.screen_tokens and (problem.universal or cfg.screen_tokens >= len(problem.target_ids)):
+            raise ValueError(f"GCGConfig.screen_tokens={cfg.screen_tokens} needs one target longer than it, got "
+                             + ("a universal prompt" if problem.universal else f"{len(problem.target_ids)} tokens"))
         run = self.harness(problem, budget, tracker)
         start_curriculum(run, cfg.target_curriculum)
         objective = self.objective(problem)
@@ -348,7 +362,8 @@ class GCG(ConfiguredMethod):
         """Losses (N,) and teacher-forced exact matches (N,) of candidates (N, L) (methods/scoring.py)."""
         cfg = self.config
         return score_candidates(run, objective, candidates, current, batch_size=cfg.candidate_batch_size,
-                                prefix_cache=cfg.prefix_cache, compute_dtype=cfg.compute_dtype)
+                                prefix_cache=cfg.prefix_cache, compute_dtype=cfg.compute_dtype,
+                                screen_tokens=cfg.screen_tokens, screen_keep=cfg.screen_keep)
 
 
 def gcg_paper_lmi() -> GCGConfig:

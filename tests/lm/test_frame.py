@@ -57,9 +57,34 @@ def test_framed_prefix_cache_scoring_equals_full_scoring(framed):
     current, target = torch.tensor([5, 6, 40, 41]), torch.tensor([15, 50, 8])
     candidates = torch.tensor([[5, 6, 9, 41], [5, 6, 40, 10]])
     cache = framed.prefix_cache(framed.embed_ids(current)[None])
-    after = framed.teacher_forced_logits_after(cache, 2, framed.embed_ids(candidates[:, 2:]), target)
+    after = framed.teacher_forced_logits(framed.embed_ids(candidates[:, 2:]), target,
+                                         framed.prompt_prefix_past(cache, 2, 2))
     full = framed.teacher_forced_logits(framed.embed_ids(candidates), target)
     torch.testing.assert_close(after, full, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("start", [1, 2, 3])
+def test_a_target_head_then_its_tail_for_some_rows_equals_one_full_pass(framed, start):
+    candidates, target = torch.tensor([[5, 6, 9, 41], [5, 6, 40, 10], [7, 6, 40, 41]]), torch.tensor([15, 50, 8, 3])
+    full = framed.teacher_forced_logits(framed.embed_ids(candidates), target)  # (3, 4, V)
+    head, cache = framed.teacher_forced_head(framed.embed_ids(candidates), target[:start])
+    before = framed.tokens.forward
+    tail = framed.teacher_forced_tail(cache, torch.tensor([2, 0]), target, start)
+    torch.testing.assert_close(head, full[:, :start], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(tail, full[[2, 0], start:], rtol=1e-4, atol=1e-5)
+    assert framed.tokens.forward - before == 2 * (4 - start)  # only the two rows' rest of the target
+
+
+def test_a_target_head_after_a_prompt_prefix_equals_one_full_pass(framed):
+    current, target = torch.tensor([5, 6, 40, 41]), torch.tensor([15, 50, 8])
+    candidates = torch.tensor([[5, 6, 9, 41], [5, 6, 40, 10]])
+    cache = framed.prefix_cache(framed.embed_ids(current)[None])
+    head, rest = framed.teacher_forced_head(framed.embed_ids(candidates[:, 2:]), target[:1],
+                                            framed.prompt_prefix_past(cache, 2, 2))
+    tail = framed.teacher_forced_tail(rest, torch.tensor([1]), target, 1)
+    full = framed.teacher_forced_logits(framed.embed_ids(candidates), target)
+    torch.testing.assert_close(head, full[:, :1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(tail, full[1:, 1:], rtol=1e-4, atol=1e-5)
 
 
 def test_the_prefix_is_run_once_per_model(tiny_lm):
