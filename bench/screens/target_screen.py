@@ -9,7 +9,8 @@ first t tokens (what a screen with that keep would finish), and the share of pos
 one that drops only candidates whose first t tokens' loss already bounds their mean above the step's lowest, and
 whose first t tokens are not all right (so no exact match is dropped).
 `rate`: candidates scored a second, whole and screened, on 80 single swaps of a random 10-token prompt (one step of
-`gcg-copy`: 64 drawn and 16 copies, in chunks of 64), with and without the prefix cache.
+`gcg-copy`: 64 drawn and 16 copies), in chunks of 64 (`gcg-copy`'s) and in one chunk of 80 (one screen, one finishing
+pass a step), and in one chunk from the prefix cache; the screen's passes are counted as positions a candidate.
 
 Usage: python bench/screens/target_screen.py rank STEPS TARGET [TARGET ...]
        python bench/screens/target_screen.py rate [--repeats 5]          (embedded model, one thread)
@@ -84,14 +85,15 @@ def rate(repeats: int) -> None:
     grad = torch.randn(PROMPT_LENGTH, lm.prompt_vocab_size, generator=generator)
     candidates = sample_candidates(current, grad, search_width=80, topk=32, n_replace=1, generator=generator,
                                    distinct=True)
-    for prefix in (False, True):
+    for prefix, chunk in ((False, 64), (False, 80), (True, 80)):
         for head, keep in ((0, 1.0), (1, 0.25), (2, 0.25), (3, 0.25), (3, 0.5), (5, 0.25)):
-            method = GCG(replace(gcg_copy(), prefix_cache=prefix, screen_tokens=head, screen_keep=keep))
+            method = GCG(replace(gcg_copy(), prefix_cache=prefix, candidate_batch_size=chunk, screen_tokens=head,
+                                 screen_keep=keep))
             run = method.harness(problem, Budget(steps=1))
             before = lm.tokens.forward
             elapsed = seconds(lambda: method._score(run, method.objective(problem), candidates, current), repeats)
             positions = (lm.tokens.forward - before) / (repeats + 1) / candidates.shape[0]
-            print(f"prefix_cache={prefix!s:5} screen_tokens={head} keep={keep:.2f}: "
+            print(f"prefix_cache={prefix!s:5} chunk {chunk}, screen_tokens={head} keep={keep:.2f}: "
                   f"{candidates.shape[0] / elapsed:6.1f} candidates/s, {positions:5.1f} positions each", flush=True)
 
 

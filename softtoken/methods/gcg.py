@@ -409,3 +409,11 @@ def gcg_copy() -> GCGConfig:
     100 against 77 for `adc-copy` on the same seeds, more of the hard targets and fewer of the easy ones, and every
     exact prompt pastes (docs/benchmarks.md §6, "Copy candidates in GCG")."""
     return replace(gcg_fast(), copy_candidates=16)
+
+
+def gcg_copy_screen() -> GCGConfig:
+    """`gcg-copy` that scores its 80 candidates a step in one chunk on the target's first 3 tokens and finishes only
+    the quarter lowest there (target screening): 0.73 of the positions a candidate, about 1.3 times the steps in
+    the same seconds on one CPU thread, and the step's lowest-loss candidate is among the finished in 0.93-0.95 of
+    the steps (docs/benchmarks.md §6, "Screening candidates on the target's first tokens")."""
+    return replace(gcg_copy(), screen_tokens=3, screen_keep=0.25, candidate_batch_size=80)

@@ -9,7 +9,8 @@ from typing import Any
 from softtoken.methods.adc import adc_copy, adc_default, adc_polish, adc_sparse
 from softtoken.methods.base import get_method_class
 from softtoken.methods.dlmi import DLMIConfig, dlmi_demo, dlmi_paper, dlmi_paper_free
-from softtoken.methods.gcg import GCGConfig, gcg_combo, gcg_copy, gcg_fast, gcg_paper_lmi, gcg_target
+from softtoken.methods.gcg import (GCGConfig, gcg_combo, gcg_copy, gcg_copy_screen, gcg_fast, gcg_paper_lmi,
+                                  gcg_target)
 from softtoken.methods.hybrid import RelaxThenSearchConfig, adc_then_gcg
 from softtoken.methods.pez import pez_paper
 from softtoken.methods.pgd import pgd_paper, pgd_short
@@ -44,6 +45,7 @@ PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {
     "gcg-combo": ("gcg", gcg_combo),
     "gcg-target": ("gcg", gcg_target),
     "gcg-copy": ("gcg", gcg_copy),
+    "gcg-copy-screen": ("gcg", gcg_copy_screen),
     "relax-then-gcg": ("relax-then-search", RelaxThenSearchConfig),
     "adc-then-gcg": ("relax-then-search", adc_then_gcg),
     "pez": ("pez", pez_paper),

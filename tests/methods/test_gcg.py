@@ -408,6 +408,12 @@ def test_gcg_copy_preset_is_gcg_fast_with_16_copy_candidates():
     assert method == "gcg" and config == replace(get_preset("gcg-fast")[1], copy_candidates=16)
 
 
+def test_gcg_copy_screen_preset_is_gcg_copy_screened_on_three_target_tokens_in_one_chunk():
+    method, config = get_preset("gcg-copy-screen")
+    assert method == "gcg" and config == replace(get_preset("gcg-copy")[1], screen_tokens=3, screen_keep=0.25,
+                                                 candidate_batch_size=80)
+
+
 def test_gcg_target_preset_is_gcg_combo_from_the_target():
     method, config = get_preset("gcg-target")
     assert method == "gcg" and config == replace(get_preset("gcg-combo")[1], init_strategy="target")
