@@ -286,14 +286,22 @@ def test_prefix_cache_scoring_matches_full_scoring(tiny_lm):
     grad = torch.randn(5, tiny_lm.prompt_vocab_size, generator=generator)
     candidates = torch.cat([sample_candidates(current, grad, search_width=40, topk=6, n_replace=2, generator=generator),
                             current[None]])  # the unchanged prompt too
-    plain, cached = GCG(GCGConfig(candidate_batch_size=7)), GCG(GCGConfig(candidate_batch_size=7, prefix_cache=True))
-    run = plain.harness(problem, Budget(steps=1))
-    full_losses, full_exact = plain._score(run, plain.objective(problem), candidates, current)
+    positions = assert_scores_as_whole_scoring(tiny_lm, problem, GCGConfig(candidate_batch_size=7, prefix_cache=True),
+                                               candidates, current)
+    assert positions < candidates.shape[0] * (5 + 3 - 1)  # the shared prefixes are not recomputed
+
+
+def assert_scores_as_whole_scoring(tiny_lm, problem, config, candidates, current) -> int:
+    """Scores candidates with `config` and with plain whole scoring; asserts the same losses and matches and returns
+    the positions `config` sent through the model."""
+    whole, other = GCG(GCGConfig(candidate_batch_size=config.candidate_batch_size)), GCG(config)
+    run = whole.harness(problem, Budget(steps=1))
+    full_losses, full_exact = whole._score(run, whole.objective(problem), candidates, current)
     before = tiny_lm.tokens.forward
-    losses, exact = cached._score(run, cached.objective(problem), candidates, current)
+    losses, exact = other._score(run, other.objective(problem), candidates, current)
     torch.testing.assert_close(losses, full_losses, rtol=1e-5, atol=1e-6)
     assert torch.equal(exact, full_exact)
-    assert tiny_lm.tokens.forward - before < candidates.shape[0] * (5 + 3 - 1)  # the shared prefixes are not recomputed
+    return tiny_lm.tokens.forward - before
 
 
 def screen_candidates(tiny_lm):
@@ -327,15 +335,9 @@ def test_target_screening_finishes_the_lowest_head_losses_of_each_chunk_with_the
 def test_target_screening_keeping_every_candidate_scores_as_whole_scoring_for_fewer_positions(tiny_lm):
     problem = Problem(lm=tiny_lm, target_ids=(7, 8, 9, 4), prompt_length=5, seed=0)
     current, candidates = screen_candidates(tiny_lm)
-    whole, screened = GCG(GCGConfig(candidate_batch_size=8)), GCG(GCGConfig(candidate_batch_size=8, screen_tokens=1,
-                                                                           screen_keep=1.0))
-    run = whole.harness(problem, Budget(steps=1))
-    full_losses, full_exact = whole._score(run, whole.objective(problem), candidates, current)
-    before = tiny_lm.tokens.forward
-    losses, exact = screened._score(run, screened.objective(problem), candidates, current)
-    torch.testing.assert_close(losses, full_losses, rtol=1e-5, atol=1e-6)
-    assert torch.equal(exact, full_exact)
-    assert tiny_lm.tokens.forward - before == 24 * (5 + 4 - 1)  # the head's 5 positions, then the tail's 3
+    config = GCGConfig(candidate_batch_size=8, screen_tokens=1, screen_keep=1.0)
+    positions = assert_scores_as_whole_scoring(tiny_lm, problem, config, candidates, current)
+    assert positions == 24 * (5 + 4 - 1)  # the head's 5 positions, then the tail's 3
 
 
 def test_gcg_with_target_screening_recovers_a_planted_prompt_the_same_for_the_same_seed(tiny_lm, planted_target):
