@@ -104,7 +104,6 @@ def score_candidates(run: RunHarness, objective: Objective, candidates: torch.Te
     scored keep loss inf: a budget is a promise about wall time, and one step of long targets can take far
     longer than the budget."""
     lm = run.lm
-    target = run.context.target_tensor(lm.device)  # (T,)
     losses = torch.full((candidates.shape[0],), float("inf"), device=lm.device)
     exact = torch.zeros(candidates.shape[0], dtype=torch.bool, device=lm.device)
     with lm.compute(compute_dtype):
@@ -114,7 +113,8 @@ def score_candidates(run: RunHarness, objective: Objective, candidates: torch.Te
             score = screened_scorer(lm, objective, own_target, screen_tokens, screen_keep, inputs)
         else:
             order = torch.arange(candidates.shape[0], device=lm.device)
-            score = functools.partial(whole_scores, lm, objective, candidates, run.context, target)
+            score = functools.partial(whole_scores, lm, objective, candidates, run.context,
+                                      run.context.target_tensor(lm.device))
         for number, chunk in enumerate(order.split(batch_size)):
             if number and run.clock.expired():
                 break
