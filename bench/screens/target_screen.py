@@ -10,7 +10,8 @@ one that drops only candidates whose first t tokens' loss already bounds their m
 whose first t tokens are not all right (so no exact match is dropped).
 `rate`: candidates scored a second, whole and screened, on 80 single swaps of a random 10-token prompt (one step of
 `gcg-copy`: 64 drawn and 16 copies), in chunks of 64 (`gcg-copy`'s) and in one chunk of 80 (one screen, one finishing
-pass a step), and in one chunk from the prefix cache; the screen's passes are counted as positions a candidate.
+pass a step), and from the prefix cache in one chunk and in sorted chunks of 40, 27 and 20 (each from its smallest first
+changed position); the screen's passes are counted as positions a candidate.
 
 Usage: python bench/screens/target_screen.py rank STEPS TARGET [TARGET ...]
        python bench/screens/target_screen.py rate [--repeats 5]          (embedded model, one thread)
@@ -85,7 +86,7 @@ def rate(repeats: int) -> None:
     grad = torch.randn(PROMPT_LENGTH, lm.prompt_vocab_size, generator=generator)
     candidates = sample_candidates(current, grad, search_width=80, topk=32, n_replace=1, generator=generator,
                                    distinct=True)
-    for prefix, chunk in ((False, 64), (False, 80), (True, 80)):
+    for prefix, chunk in ((False, 64), (False, 80), (True, 80), (True, 40), (True, 27), (True, 20)):
         for head, keep in ((0, 1.0), (1, 0.25), (2, 0.25), (3, 0.25), (3, 0.5), (5, 0.25)):
             method = GCG(replace(gcg_copy(), prefix_cache=prefix, candidate_batch_size=chunk, screen_tokens=head,
                                  screen_keep=keep))

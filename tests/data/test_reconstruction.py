@@ -111,8 +111,9 @@ def test_spec_reads_a_relative_reconstruction_source_from_the_spec_directory(tmp
 
 def test_natural_bench_specs_read_the_openings_file_line_by_line():
     rows = {"natural.yaml": ["gcg-target", "gcg-combo", "adc", "adc-s10", "adc-s10-polish", "adc-s5-polish",
-                             "adc-copy", "adc-round", "adc-polish-lr40", "adc-polish-lr160", "adc-polish-m09",
-                             "adc-polish-share20", "pgd-short", "gcg-fast", "gcg"],
+                             "adc-copy", "gcg-copy", "gcg-copy-screen", "adc-round", "adc-polish-lr40",
+                             "adc-polish-lr160", "adc-polish-m09", "adc-polish-share20", "pgd-short", "gcg-fast",
+                             "gcg"],
             "natural-long.yaml": ["adc-polish", "adc-polish-w3", "adc-copy", "adc", "adc-s10", "gcg-target",
                                   "gcg-combo", "gcg-fast", "gcg-copy", "gcg-copy-spans16"],
             "natural-seeds.yaml": ["adc-polish", "gcg-fast", "adc-polish-m09", "adc-polish-share20"]}
