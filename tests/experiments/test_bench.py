@@ -19,10 +19,10 @@ def test_cpu_small_bench_spec_is_the_advertised_setup():
     labels = [m.label for m in spec.methods]
     assert labels == ["dlmi-paper", "gbda", "reinforce", "soda", "gcg", "engine-anneal", "gcg-fast", "relax-then-gcg",
                       "pez", "adc", "gcg-combo", "gcg-target", "adc-sparse", "adc-polish", "adc-copy", "pgd",
-                      "pgd-short", "gcg-copy"]
-    assert [m.preset for m in spec.methods][-12:] == ["gcg-fast", "relax-then-gcg", "pez", "adc", "gcg-combo",
+                      "pgd-short", "gcg-copy", "gcg-copy-screen"]
+    assert [m.preset for m in spec.methods][-13:] == ["gcg-fast", "relax-then-gcg", "pez", "adc", "gcg-combo",
                                                       "gcg-target", "adc-sparse", "adc-polish", "adc-copy", "pgd",
-                                                      "pgd-short", "gcg-copy"]
+                                                      "pgd-short", "gcg-copy", "gcg-copy-screen"]
 
 
 def test_bench_spec_rejects_per_method_budgets_and_unknown_labels(tmp_path):
