@@ -11,7 +11,9 @@ whose first t tokens are not all right (so no exact match is dropped).
 `rate`: candidates scored a second, whole and screened, on 80 single swaps of a random 10-token prompt (one step of
 `gcg-copy`: 64 drawn and 16 copies), in chunks of 64 (`gcg-copy`'s) and in one chunk of 80 (one screen, one finishing
 pass a step), and from the prefix cache in one chunk and in sorted chunks of 40, 27 and 20 (each from its smallest first
-changed position); the screen's passes are counted as positions a candidate.
+changed position); whole and at t = 3 also in one chunk of 80 in float32 (`gcg-copy`'s `compute_dtype: auto`
+scores in bf16 where the CPU has native bf16, in float32 elsewhere); the screen's passes are counted as positions a
+candidate.
 
 Usage: python bench/screens/target_screen.py rank STEPS TARGET [TARGET ...]
        python bench/screens/target_screen.py rate [--repeats 5]          (embedded model, one thread)
@@ -86,16 +88,21 @@ def rate(repeats: int) -> None:
     grad = torch.randn(PROMPT_LENGTH, lm.prompt_vocab_size, generator=generator)
     candidates = sample_candidates(current, grad, search_width=80, topk=32, n_replace=1, generator=generator,
                                    distinct=True)
-    for prefix, chunk in ((False, 64), (False, 80), (True, 80), (True, 40), (True, 27), (True, 20)):
-        for head, keep in ((0, 1.0), (1, 0.25), (2, 0.25), (3, 0.25), (3, 0.5), (5, 0.25)):
-            method = GCG(replace(gcg_copy(), prefix_cache=prefix, candidate_batch_size=chunk, screen_tokens=head,
-                                 screen_keep=keep))
-            run = method.harness(problem, Budget(steps=1))
-            before = lm.tokens.forward
-            elapsed = seconds(lambda: method._score(run, method.objective(problem), candidates, current), repeats)
-            positions = (lm.tokens.forward - before) / (repeats + 1) / candidates.shape[0]
-            print(f"prefix_cache={prefix!s:5} chunk {chunk}, screen_tokens={head} keep={keep:.2f}: "
-                  f"{candidates.shape[0] / elapsed:6.1f} candidates/s, {positions:5.1f} positions each", flush=True)
+    rows = [(dtype, prefix, chunk, head, keep)
+            for dtype, prefix, chunk in (("auto", False, 64), ("auto", False, 80), ("auto", True, 80),
+                                         ("auto", True, 40), ("auto", True, 27), ("auto", True, 20),
+                                         ("float32", False, 80))
+            for head, keep in ((0, 1.0), (1, 0.25), (2, 0.25), (3, 0.25), (3, 0.5), (5, 0.25))
+            if dtype == "auto" or (head, keep) in ((0, 1.0), (3, 0.25))]
+    for dtype, prefix, chunk, head, keep in rows:
+        method = GCG(replace(gcg_copy(), prefix_cache=prefix, candidate_batch_size=chunk, screen_tokens=head,
+                             screen_keep=keep, compute_dtype=dtype))
+        run = method.harness(problem, Budget(steps=1))
+        before = lm.tokens.forward
+        elapsed = seconds(lambda: method._score(run, method.objective(problem), candidates, current), repeats)
+        positions = (lm.tokens.forward - before) / (repeats + 1) / candidates.shape[0]
+        print(f"{dtype:7} prefix_cache={prefix!s:5} chunk {chunk}, screen_tokens={head} keep={keep:.2f}: "
+              f"{candidates.shape[0] / elapsed:6.1f} candidates/s, {positions:5.1f} positions each", flush=True)
 
 
 def main() -> None:
