@@ -593,6 +593,7 @@ def adc_polish() -> ADCConfig:
 
 def adc_copy() -> ADCConfig:
     """`adc-polish` with copy swaps: each discrete near miss's swaps to the target's own tokens, scored once. The
-    winner on the natural set: paired with `adc-polish` (the same random starts), 77 against 63 of 100 over five
-    seeds, 15 runs gained and 1 lost (docs/benchmarks.md §6, "`adc-copy`, the winner")."""
+    natural-set winner of 2026-12-07 (until `gcg-copy-screen`): paired with `adc-polish` (the same random starts),
+    77 against 63 of 100 over five seeds, 15 runs gained and 1 lost (docs/benchmarks.md §6, "`adc-copy`, the
+    winner")."""
     return replace(adc_polish(), copy_swaps=True)

@@ -415,5 +415,7 @@ def gcg_copy_screen() -> GCGConfig:
     """`gcg-copy` that scores its 80 candidates a step in one chunk on the target's first 3 tokens and finishes only
     the quarter lowest there (target screening): 0.73 of the positions a candidate, about 1.3 times the steps in
     the same seconds on one CPU thread, and the step's lowest-loss candidate is among the finished in 0.93-0.95 of
-    the steps (docs/benchmarks.md §6, "Screening candidates on the target's first tokens")."""
+    the steps. The natural-set winner since 2026-12-08: 85 against `gcg-copy`'s 81 of 100 side by side over five
+    paired seeds, every prompt pastes (docs/benchmarks.md §6, "Screening candidates on the target's first
+    tokens")."""
     return replace(gcg_copy(), screen_tokens=3, screen_keep=0.25, candidate_batch_size=80)
