@@ -4,9 +4,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.softtoken-installed
-# The model's own greedy continuation of "The sun rises in the" (10 tokens); adc-copy wins the natural set.
+# The model's own greedy continuation of "The sun rises in the" (10 tokens); gcg-copy-screen wins the natural set.
 DEMO_TARGET ?= " sky, casting a golden glow over the horizon."
-DEMO_ARGS ?= --preset adc-copy --prompt-length 10 --time-budget 280 --seed 0
+DEMO_ARGS ?= --preset gcg-copy-screen --prompt-length 10 --time-budget 280 --seed 0
 
 .PHONY: install demo test bench clean
 
