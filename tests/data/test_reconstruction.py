@@ -116,7 +116,8 @@ def test_natural_bench_specs_read_the_openings_file_line_by_line():
                              "gcg"],
             "natural-long.yaml": ["adc-polish", "adc-polish-w3", "adc-copy", "adc", "adc-s10", "gcg-target",
                                   "gcg-combo", "gcg-fast", "gcg-copy", "gcg-copy-spans16", "gcg-copy-screen"],
-            "natural-seeds.yaml": ["adc-polish", "gcg-fast", "adc-polish-m09", "adc-polish-share20"]}
+            "natural-seeds.yaml": ["adc-polish", "gcg-fast", "adc-polish-m09", "adc-polish-share20",
+                                   "gcg-copy-screen"]}
     for name, length, seconds in (("natural.yaml", 10, 180), ("natural-long.yaml", 20, 300),
                                   ("natural-seeds.yaml", 10, 180)):
         spec = load_spec(BENCH / name)
