@@ -12,9 +12,9 @@ Usage: python bench/screens/step_rates.py            (from the repository root)
 import datetime
 import glob
 import json
-import os
 import statistics
 from dataclasses import asdict
+from pathlib import Path
 
 from softtoken.methods.adc import adc_copy, adc_polish
 from softtoken.methods.gcg import gcg_fast
@@ -39,11 +39,11 @@ def one_thread_runs() -> list[tuple[float, str, float]]:
     """(finished at, preset, steps a second) of every matching run of at least 100 s."""
     runs = []
     for path in sorted(glob.glob("bench/results/*/results.jsonl")):
-        spec_path = path.replace("results.jsonl", "spec.json")
-        spec = json.load(open(spec_path)) if os.path.exists(spec_path) else {}  # the peer's store has none
+        spec_path = Path(path).with_name("spec.json")
+        spec = json.loads(spec_path.read_text()) if spec_path.exists() else {}  # the peer's store has none
         if (spec.get("threads_per_run") or 1) != 1:  # null: one thread
             continue
-        for line in open(path):
+        for line in Path(path).read_text().splitlines():
             row = json.loads(line)
             result = row.get("result") or {}
             seconds, steps = result.get("wall_time_s") or 0, result.get("steps_run") or 0
