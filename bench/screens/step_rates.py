@@ -10,12 +10,11 @@ Usage: python bench/screens/step_rates.py            (from the repository root)
 """
 
 import datetime
-import glob
-import json
 import statistics
 from dataclasses import asdict
 from pathlib import Path
 
+from softtoken.experiments.store import RunStore, saved_spec
 from softtoken.methods.adc import adc_copy, adc_polish
 from softtoken.methods.gcg import gcg_fast
 
@@ -36,18 +35,16 @@ def preset_of(row: dict) -> str | None:
 
 
 def one_thread_runs() -> list[tuple[float, str, float]]:
-    """(finished at, preset, steps a second) of every matching run of at least 100 s."""
+    """(finished at, preset, steps a second) of every matching run of at least 100 s, each run key once."""
     runs = []
-    for path in sorted(glob.glob("bench/results/*/results.jsonl")):
-        spec_path = Path(path).with_name("spec.json")
-        spec = json.loads(spec_path.read_text()) if spec_path.exists() else {}  # the peer's store has none
-        if (spec.get("threads_per_run") or 1) != 1:  # null: one thread
+    for results in sorted(Path("bench/results").glob("*/results.jsonl")):
+        spec = saved_spec(results.parent)  # {} for the peer's store, which holds nanoGCG's records
+        if not spec or (spec.get("threads_per_run") or 1) != 1:  # null: one thread
             continue
-        for line in Path(path).read_text().splitlines():
-            row = json.loads(line)
+        for row in RunStore(results.parent).latest().values():
             result = row.get("result") or {}
             seconds, steps = result.get("wall_time_s") or 0, result.get("steps_run") or 0
-            name = preset_of(row) if row.get("status") == "ok" and seconds >= 100 and steps else None
+            name = preset_of(row) if row["status"] == "ok" and seconds >= 100 and steps else None
             if name:
                 runs.append((row["finished_at"], name, steps / seconds))
     return sorted(runs)

@@ -88,12 +88,10 @@ def rate(repeats: int) -> None:
     grad = torch.randn(PROMPT_LENGTH, lm.prompt_vocab_size, generator=generator)
     candidates = sample_candidates(current, grad, search_width=80, topk=32, n_replace=1, generator=generator,
                                    distinct=True)
-    rows = [(dtype, prefix, chunk, head, keep)
-            for dtype, prefix, chunk in (("auto", False, 64), ("auto", False, 80), ("auto", True, 80),
-                                         ("auto", True, 40), ("auto", True, 27), ("auto", True, 20),
-                                         ("float32", False, 80))
-            for head, keep in ((0, 1.0), (1, 0.25), (2, 0.25), (3, 0.25), (3, 0.5), (5, 0.25))
-            if dtype == "auto" or (head, keep) in ((0, 1.0), (3, 0.25))]
+    screens = ((0, 1.0), (1, 0.25), (2, 0.25), (3, 0.25), (3, 0.5), (5, 0.25))  # (screen_tokens, screen_keep)
+    chunkings = ((False, 64), (False, 80), (True, 80), (True, 40), (True, 27), (True, 20))  # (prefix_cache, chunk)
+    rows = [("auto", prefix, chunk, *screen) for prefix, chunk in chunkings for screen in screens]
+    rows += [("float32", False, 80, 0, 1.0), ("float32", False, 80, 3, 0.25)]
     for dtype, prefix, chunk, head, keep in rows:
         method = GCG(replace(gcg_copy(), prefix_cache=prefix, candidate_batch_size=chunk, screen_tokens=head,
                              screen_keep=keep, compute_dtype=dtype))
